@@ -1,0 +1,1 @@
+"""edge-bridge: RFID scans over MQTT turned into live visit events for supervisors."""

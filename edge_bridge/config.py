@@ -1,0 +1,154 @@
+"""Settings: every variable of CONTRACT §2, read from the environment and `.env`.
+
+Build them once (`load_settings()` in the CLI, or a fixture) and pass them down. A bad value
+stops start-up with one line naming the variable and the value.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edge_bridge.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SECRET_FILE = Path("data/jwt_secret")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; field names are the contract's variables in lower case."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", validate_default=True)
+
+    database_url: str = "sqlite:///./data/edge_bridge.db"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_client_id: str = Field(default="edge-bridge", min_length=1, max_length=64)
+    mqtt_ca_file: str | None = None  # CA bundle for mqtts:// (default: the system's)
+    mqtt_topic_prefix: str = Field(default="phoenix", min_length=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    jwt_secret: str = ""
+    jwt_access_ttl: int = Field(default=900, gt=0)
+    jwt_refresh_ttl: int = Field(default=3600, gt=0)
+    sse_heartbeat_seconds: float = Field(default=30, gt=0)
+    sse_client_buffer: int = Field(default=64, ge=1)
+    scan_debounce_seconds: float = Field(default=3, ge=0)
+    event_retention_seconds: int = Field(default=86400, gt=0)
+    log_level: LogLevel = "INFO"
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+            msg = "must look like mqtt://[user:pass@]host[:port] or mqtts://…"
+            raise ValueError(msg)
+        _ = parts.port  # raises ValueError on a bad port
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if "://" not in value:
+            msg = "must be an SQLAlchemy URL such as sqlite:///./data/edge_bridge.db"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def mqtt(self) -> MqttEndpoint:
+        return MqttEndpoint.parse(self.mqtt_url)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file for SQLite URLs, else None."""
+        if not self.database_url.startswith("sqlite"):
+            return None
+        path = self.database_url.split(":///", 1)[-1]
+        return None if path in {"", ":memory:"} else Path(path)
+
+
+class MqttEndpoint:
+    """Broker address and credentials parsed from `MQTT_URL`."""
+
+    def __init__(
+        self, host: str, port: int, *, tls: bool, username: str | None, password: str | None
+    ) -> None:
+        self.host, self.port, self.tls = host, port, tls
+        self.username, self.password = username, password
+
+    @classmethod
+    def parse(cls, url: str) -> MqttEndpoint:
+        parts = urlsplit(url)
+        tls = parts.scheme == "mqtts"
+        return cls(
+            parts.hostname or "127.0.0.1",
+            parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+    def __repr__(self) -> str:  # never shows the password
+        return f"MqttEndpoint(host={self.host!r}, port={self.port}, tls={self.tls})"
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = str(first["loc"][0]).upper() if first["loc"] else "?"
+    value = first.get("input")
+    if "SECRET" in name:
+        shown = "<hidden>"
+    elif "URL" in name and isinstance(value, str):
+        shown = repr(redact_url(value))
+    else:
+        shown = repr(value)
+    return f"Config {name} has value {shown}: {first['msg']}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `***`, for logs and error messages."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def load_settings(*, secret_file: Path = DEFAULT_SECRET_FILE, **overrides: object) -> Settings:
+    """Build settings from the environment, `.env` and overrides; fill in a missing JWT secret."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    if not settings.jwt_secret:
+        settings.jwt_secret = _load_or_create_secret(secret_file)
+    elif len(settings.jwt_secret) < 32:
+        msg = "Config JWT_SECRET is too short: use at least 32 characters"
+        raise ConfigError(msg)
+    return settings
+
+
+def _load_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    logger.warning("JWT_SECRET not set: generated a new one path=%s", path)
+    return secret

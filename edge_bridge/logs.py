@@ -1,0 +1,51 @@
+"""Logging set-up for the processes we start: one line per record, key=value context.
+
+Only the CLI calls `configure_logging`. The filter strips query strings from uvicorn's access
+log (they may carry `token=`) and masks anything that looks like a token or password.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_QUERY = re.compile(r"(\s/[^\s?\"]*)\?[^\s\"]*")
+_SECRETS = re.compile(r"((?:token|password|secret|authorization)[=:]\s*)[^\s&,;\"']+", re.I)
+_BEARER = re.compile(r"(bearer\s+)[^\s\"']+", re.I)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def redact(text: str) -> str:
+    """Remove query strings after paths, `token=…`-style values and anything shaped like a JWT."""
+    text = _QUERY.sub(r"\1?<redacted>", text)
+    text = _JWT.sub("<jwt>", text)
+    text = _BEARER.sub(r"\1<redacted>", text)
+    return _SECRETS.sub(r"\1<redacted>", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites every record's final message through `redact` before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    handler.addFilter(RedactingFilter())
+    handler.set_name("edge-bridge")
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "edge-bridge"] + [handler]
+    root.setLevel(level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers[:] = []
+        uvicorn_logger.propagate = True

@@ -1,0 +1,216 @@
+"""SQLModel tables and the schemas derived from them.
+
+Times are stored as UTC. The rules the database enforces itself: at most one open visit per
+student, at most one running active group per room, one open supervision per staff member and
+group, and a tag belongs to exactly one staff member or student.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC, on SQLite and PostgreSQL alike."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            msg = f"naive datetime refused, got: {value!r}"
+            raise ValueError(msg)
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _when(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _open_only(column: str) -> dict[str, Any]:
+    clause = sa.text(f"{column} IS NULL")
+    return {"sqlite_where": clause, "postgresql_where": clause}
+
+
+# --- people and places -------------------------------------------------------------------------
+
+
+class Room(SQLModel, table=True):
+    """A room with at most one reader-equipped active group at a time."""
+
+    id: int = Field(primary_key=True)
+    name: str = Field(max_length=200)
+
+
+class Staff(SQLModel, table=True):
+    """A supervisor or admin; logs in with email and password."""
+
+    id: int = Field(primary_key=True)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320, sa_column_kwargs={"unique": True})
+    password_hash: str | None = Field(default=None, max_length=200)
+    admin: bool = False
+
+
+class OgsGroup(SQLModel, table=True):
+    """A home group (OGS-Gruppe): the class-like group every student belongs to."""
+
+    __tablename__ = "ogs_group"
+    id: int = Field(primary_key=True)
+    name: str = Field(max_length=200)
+    room_id: int | None = Field(default=None, foreign_key="room.id")
+
+
+class OgsGroupLeader(SQLModel, table=True):
+    """Who leads which home group."""
+
+    __tablename__ = "ogs_group_leader"
+    ogs_group_id: int = Field(foreign_key="ogs_group.id", primary_key=True, ondelete="CASCADE")
+    staff_id: int = Field(foreign_key="staff.id", primary_key=True, ondelete="CASCADE")
+
+
+class Student(SQLModel, table=True):
+    """A child in after-school care."""
+
+    id: int = Field(primary_key=True)
+    first_name: str = Field(max_length=100)
+    last_name: str = Field(max_length=100)
+    ogs_group_id: int | None = Field(default=None, foreign_key="ogs_group.id", index=True)
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+class RfidTag(SQLModel, table=True):
+    """A normalized tag; unique across staff and students, owned by exactly one of them."""
+
+    __tablename__ = "rfid_tag"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(staff_id IS NULL) <> (student_id IS NULL)", name="ck_rfid_tag_one_owner"
+        ),
+    )
+    tag: str = Field(primary_key=True, max_length=64)
+    staff_id: int | None = Field(
+        default=None, foreign_key="staff.id", sa_column_kwargs={"unique": True}, ondelete="CASCADE"
+    )
+    student_id: int | None = Field(
+        default=None,
+        foreign_key="student.id",
+        sa_column_kwargs={"unique": True},
+        ondelete="CASCADE",
+    )
+
+
+class Device(SQLModel, table=True):
+    """An RFID reader in a room; its MQTT client id and username are its id."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    room_id: int = Field(foreign_key="room.id")
+    active: bool = True
+    online: bool = False
+    last_seen: datetime | None = _when(nullable=True)
+    firmware: str | None = Field(default=None, max_length=64)
+
+
+# --- what happens during the afternoon ---------------------------------------------------------
+
+
+class ActiveGroup(SQLModel, table=True):
+    """A running activity in a room (e.g. "Fußball AG"); `ended_at` is None while it runs."""
+
+    __tablename__ = "active_group"
+    __table_args__ = (
+        sa.Index("uq_active_group_open_room", "room_id", unique=True, **_open_only("ended_at")),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    room_id: int = Field(foreign_key="room.id")
+    started_at: datetime = _when()
+    ended_at: datetime | None = _when(nullable=True)
+
+
+class Supervision(SQLModel, table=True):
+    """A staff member supervising an active group."""
+
+    __table_args__ = (
+        sa.Index(
+            "uq_supervision_open",
+            "staff_id",
+            "active_group_id",
+            unique=True,
+            **_open_only("ended_at"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    active_group_id: int = Field(foreign_key="active_group.id", index=True)
+    started_at: datetime = _when()
+    ended_at: datetime | None = _when(nullable=True)
+
+
+class Visit(SQLModel, table=True):
+    """A student's stay in an active group; at most one open visit per student."""
+
+    __table_args__ = (
+        sa.Index("uq_visit_open_student", "student_id", unique=True, **_open_only("exit_time")),
+        sa.Index("ix_visit_open_group", "active_group_id", **_open_only("exit_time")),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    student_id: int = Field(foreign_key="student.id")
+    active_group_id: int = Field(foreign_key="active_group.id")
+    entry_time: datetime = _when()
+    exit_time: datetime | None = _when(nullable=True)
+
+
+class ProcessedScan(SQLModel, table=True):
+    """A scan handled once; a redelivery of `(device_id, scan_id)` answers from here."""
+
+    __tablename__ = "processed_scan"
+    __table_args__ = (sa.Index("ix_processed_scan_debounce", "device_id", "tag", "scanned_at"),)
+    device_id: str = Field(primary_key=True, max_length=64)
+    scan_id: str = Field(primary_key=True, max_length=64)
+    tag: str | None = Field(default=None, max_length=64)
+    result: str = Field(max_length=32)
+    message: str = Field(max_length=200)
+    student_name: str | None = Field(default=None, max_length=200)
+    accepted: bool = False
+    scanned_at: datetime = _when()
+    processed_at: datetime = _when()
+
+
+class EventRecord(SQLModel, table=True):
+    """The append-only event log behind SSE replay; ids strictly increase in commit order."""
+
+    __tablename__ = "event_log"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+    id: int | None = Field(default=None, primary_key=True)
+    type: str = Field(max_length=32)
+    active_group_id: int | None = None
+    route_active_group_id: int | None = Field(default=None, index=True)
+    route_ogs_group_id: int | None = Field(default=None, index=True)
+    data: str
+    created_at: datetime = _when(index=True)
+
+
+class EventLogState(SQLModel, table=True):
+    """One row: the highest event id pruned away; older `Last-Event-ID`s get a resync."""
+
+    __tablename__ = "event_log_state"
+    id: int = Field(default=1, primary_key=True)
+    pruned_through_id: int = 0

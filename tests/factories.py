@@ -1,0 +1,53 @@
+"""Plain factory functions for test data (no fixtures, no magic)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+SCHOOL = Path(__file__).parent / "fixtures" / "school.json"
+
+
+def school_document() -> dict[str, Any]:
+    """A fresh, mutable copy of the fixture school's import file."""
+    return copy.deepcopy(json.loads(SCHOOL.read_text()))
+
+
+def minimal_document() -> dict[str, Any]:
+    """One room, one supervisor, one student, one reader, one running group."""
+    return {
+        "rooms": [{"id": 1, "name": "Raum 101"}],
+        "staff": [
+            {
+                "id": 1,
+                "name": "Frau Schmidt",
+                "email": "schmidt@example.org",
+                "password": "correct horse",
+                "tag": "A1B2C3D4",
+            }
+        ],
+        "ogs_groups": [{"id": 7, "name": "Klasse 2b", "room_id": 1, "leader_ids": [1]}],
+        "students": [
+            {"id": 456, "first_name": "Max", "last_name": "Muster", "tag": "04A1B2C3D4",
+             "ogs_group_id": 7}
+        ],
+        "devices": [{"id": "reader-101", "room_id": 1, "active": True}],
+        "active_groups": [{"id": 123, "name": "Fußball AG", "room_id": 1, "supervisor_ids": [1]}],
+    }
+
+
+def dump_tables(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, sorted: compare two calls to prove nothing changed."""
+    from sqlmodel import SQLModel
+
+    result: dict[str, list[tuple[Any, ...]]] = {}
+    with engine.connect() as connection:
+        for name, table in SQLModel.metadata.tables.items():
+            rows = connection.execute(sa.select(table)).all()
+            result[name] = sorted(tuple(map(repr, row)) for row in rows)
+    return result

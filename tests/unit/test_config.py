@@ -1,0 +1,98 @@
+"""Settings: contract defaults, clear errors naming the variable, the generated JWT secret."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from edge_bridge.config import Settings, load_settings, redact_url
+from edge_bridge.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env file is read
+
+
+def test_defaults_match_the_contract(tmp_path: Path) -> None:
+    settings = load_settings(secret_file=tmp_path / "jwt_secret")
+
+    assert settings.database_url == "sqlite:///./data/edge_bridge.db"
+    assert settings.mqtt_url == "mqtt://127.0.0.1:1883"
+    assert settings.mqtt_client_id == "edge-bridge"
+    assert settings.mqtt_topic_prefix == "phoenix"
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert (settings.jwt_access_ttl, settings.jwt_refresh_ttl) == (900, 3600)
+    assert settings.sse_heartbeat_seconds == 30
+    assert settings.sse_client_buffer == 64
+    assert settings.scan_debounce_seconds == 3
+    assert settings.event_retention_seconds == 86400
+    assert settings.log_level == "INFO"
+
+
+def test_missing_jwt_secret_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
+    secret_file = tmp_path / "data" / "jwt_secret"
+
+    first = load_settings(secret_file=secret_file).jwt_secret
+    second = load_settings(secret_file=secret_file).jwt_secret
+
+    assert first == second
+    assert len(first) >= 32
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "abc"),
+        ("MQTT_URL", "ftp://x"),
+        ("SSE_CLIENT_BUFFER", "0"),
+        ("LOG_LEVEL", "LOUD"),
+        ("DATABASE_URL", "not a url"),
+    ],
+)
+def test_a_bad_value_stops_startup_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(secret_file=tmp_path / "jwt_secret")
+
+    assert variable in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PORT", "9001")
+    monkeypatch.setenv("MQTT_URL", "mqtts://bridge:s3cret@broker.example:8884")
+
+    settings = load_settings(secret_file=tmp_path / "jwt_secret")
+
+    assert settings.port == 9001
+    endpoint = settings.mqtt
+    assert (endpoint.host, endpoint.port, endpoint.tls) == ("broker.example", 8884, True)
+    assert (endpoint.username, endpoint.password) == ("bridge", "s3cret")
+    assert "s3cret" not in repr(endpoint)
+
+
+def test_env_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("PORT=8123\n")
+
+    assert load_settings(secret_file=tmp_path / "jwt_secret").port == 8123
+
+
+def test_a_short_jwt_secret_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JWT_SECRET", "short")
+
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        load_settings(secret_file=tmp_path / "jwt_secret")
+
+
+def test_redact_url_hides_the_password_only() -> None:
+    assert redact_url("mqtt://u:pw@h:1") == "mqtt://u:***@h:1"
+    assert redact_url("mqtt://h:1") == "mqtt://h:1"

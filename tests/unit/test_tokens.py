@@ -1,0 +1,102 @@
+"""JWTs: the claims of CONTRACT §4, HS256 only, and the `edge-bridge token` command."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jwt
+import pytest
+from sqlalchemy.engine import Engine
+
+from edge_bridge.cli import main
+from edge_bridge.config import Settings
+from edge_bridge.tokens import TokenError, decode_token, issue_token
+
+SECRET = "s" * 48
+
+
+def test_an_access_token_carries_the_contract_claims() -> None:
+    token = issue_token(7, secret=SECRET, ttl_seconds=900, admin=True, now=1_000_000)
+
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
+
+    assert claims == {"sub": "7", "iat": 1_000_000, "exp": 1_000_900, "typ": "access", "admin": True}
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+
+
+def test_a_refresh_token_is_refused_as_access() -> None:
+    token = issue_token(7, secret=SECRET, ttl_seconds=60, token_type="refresh")
+
+    with pytest.raises(TokenError, match="wrong token type"):
+        decode_token(token, secret=SECRET)
+
+
+def _forge(claims: dict[str, object], *, key: str = SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def _claims(**changes: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": "1", "iat": now, "exp": now + 60, "typ": "access"}
+    claims.update(changes)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+BAD_TOKENS = {
+    "expired": lambda: _forge(_claims(exp=int(time.time()) - 5)),
+    "bad signature": lambda: _forge(_claims(), key="k" * 48),
+    "alg none": lambda: jwt.encode(_claims(), None, algorithm="none"),
+    "HS512": lambda: _forge(_claims(), key="s" * 64, algorithm="HS512"),
+    "missing sub": lambda: _forge(_claims(sub=None)),
+    "non-numeric sub": lambda: _forge(_claims(sub="admin")),
+    "missing typ": lambda: _forge(_claims(typ=None)),
+    "garbage": lambda: "not.a.jwt",
+}
+
+
+@pytest.mark.parametrize("make", BAD_TOKENS.values(), ids=BAD_TOKENS.keys())
+def test_a_bad_token_is_refused_without_echoing_it(make: Callable[[], str]) -> None:
+    token = make()
+
+    with pytest.raises(TokenError) as caught:
+        decode_token(token, secret=SECRET)
+
+    assert token not in str(caught.value)
+
+
+def test_the_token_command_prints_a_token_for_known_staff(
+    school_engine: Engine,
+    settings_factory: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = settings_factory()
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("JWT_SECRET", settings.jwt_secret)
+
+    code = main(["token", "--staff", "2", "--ttl", "120", "--admin"])
+
+    token = capsys.readouterr().out.strip()
+    assert code == 0
+    claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"])
+    assert claims["sub"] == "2" and claims["typ"] == "access" and claims["admin"] is True
+    assert claims["exp"] - claims["iat"] == 120
+
+
+def test_the_token_command_refuses_unknown_staff(
+    school_engine: Engine,
+    settings_factory: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    settings = settings_factory()
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("JWT_SECRET", settings.jwt_secret)
+
+    code = main(["token", "--staff", "999"])
+
+    assert code == 1
+    assert "No staff member with id 999" in capsys.readouterr().err
