@@ -33,8 +33,13 @@ def minimal_document() -> dict[str, Any]:
         ],
         "ogs_groups": [{"id": 7, "name": "Klasse 2b", "room_id": 1, "leader_ids": [1]}],
         "students": [
-            {"id": 456, "first_name": "Max", "last_name": "Muster", "tag": "04A1B2C3D4",
-             "ogs_group_id": 7}
+            {
+                "id": 456,
+                "first_name": "Max",
+                "last_name": "Muster",
+                "tag": "04A1B2C3D4",
+                "ogs_group_id": 7,
+            }
         ],
         "devices": [{"id": "reader-101", "room_id": 1, "active": True}],
         "active_groups": [{"id": 123, "name": "Fußball AG", "room_id": 1, "supervisor_ids": [1]}],

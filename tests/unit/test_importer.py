@@ -81,7 +81,10 @@ BAD_RECORDS = [
     (_mutate("students.0.tag", "XYZ"), "students[0].tag: not 8-64 hex characters"),
     (_mutate("students.0.tag", "A1B2C3D4"), "students[0].tag: duplicate tag"),
     (_mutate("devices.0.room_id", 99), "devices[0].room_id: unknown rooms id 99"),
-    (_mutate("active_groups.0.supervisor_ids", [1, 42]), "active_groups[0].supervisor_ids: unknown staff id 42"),
+    (
+        _mutate("active_groups.0.supervisor_ids", [1, 42]),
+        "active_groups[0].supervisor_ids: unknown staff id 42",
+    ),
     (_mutate("ogs_groups.0.leader_ids", [42]), "ogs_groups[0].leader_ids: unknown staff id 42"),
     (_mutate("students.0.ogs_group_id", 99), "students[0].ogs_group_id: unknown ogs_groups id 99"),
     (_mutate("students.0.first_name", ""), "students[0].first_name"),

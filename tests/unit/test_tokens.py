@@ -22,7 +22,13 @@ def test_an_access_token_carries_the_contract_claims() -> None:
 
     claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
 
-    assert claims == {"sub": "7", "iat": 1_000_000, "exp": 1_000_900, "typ": "access", "admin": True}
+    assert claims == {
+        "sub": "7",
+        "iat": 1_000_000,
+        "exp": 1_000_900,
+        "typ": "access",
+        "admin": True,
+    }
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
 
 

@@ -1,0 +1,1 @@
+"""HTTP adapter: FastAPI app, auth, the SSE endpoint, REST routes and the dashboard."""

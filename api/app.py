@@ -1,0 +1,72 @@
+"""`create_app(settings)`: assembles routers, error handling, the dashboard and the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from api import sse
+from api.ratelimit import SlidingWindowLimiter
+from api.routes import auth, devices, directory, groups, health, me, ogs
+from edge_bridge.bridge import Bridge
+from edge_bridge.config import Settings
+from edge_bridge.errors import EdgeBridgeError
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+async def _core_error(_request: Request, exc: Exception) -> JSONResponse:
+    status_code = getattr(exc, "status_code", 500)
+    return JSONResponse({"detail": str(exc)}, status_code=status_code)
+
+
+def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
+    bridge = Bridge(settings, mqtt=mqtt)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await bridge.start()
+        try:
+            yield
+        finally:
+            await bridge.stop()
+
+    app = FastAPI(title="edge-bridge", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.bridge = bridge
+    app.state.engine = bridge.engine
+    app.state.store = bridge.store
+    app.state.hub = bridge.hub
+    app.state.metrics = bridge.metrics
+    app.state.presence = bridge.presence
+    app.state.staff_cache = bridge.staff_cache
+    app.state.ingest_healthy = bridge.ingest_healthy
+    app.state.login_limiters = SimpleNamespace(
+        by_email=SlidingWindowLimiter(limit=10, window_seconds=300),
+        by_address=SlidingWindowLimiter(limit=50, window_seconds=300),
+    )
+    app.add_exception_handler(EdgeBridgeError, _core_error)
+    for router in (
+        health.router,
+        auth.router,
+        me.router,
+        groups.router,
+        devices.router,
+        directory.router,
+        ogs.router,
+        sse.router,
+    ):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    return app

@@ -1,0 +1,47 @@
+"""Dependencies handlers declare: database session, hub, store, the current staff member."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlmodel import Session
+
+from api.security import Principal, authenticate
+from edge_bridge.config import Settings
+from edge_bridge.hub import Hub
+from edge_bridge.store import Store
+
+
+def get_session(request: Request) -> Generator[Session, None, None]:
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_hub(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+CurrentStaff = Annotated[Principal, Depends(authenticate)]
+
+
+def require_admin(staff: CurrentStaff) -> Principal:
+    if not staff.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Admin only")
+    return staff
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+StoreDep = Annotated[Store, Depends(get_store)]
+HubDep = Annotated[Hub, Depends(get_hub)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+AdminStaff = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,180 @@
+"""Request and response bodies of the REST API; every id goes out as a string."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
+
+from edge_bridge.wire import format_ts
+
+IdStr = str
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class _Out(BaseModel):
+    @field_serializer("*", when_used="json-unless-none", check_fields=False)
+    def _times(self, value: object) -> object:
+        return format_ts(value) if isinstance(value, datetime) else value
+
+
+class ErrorOut(BaseModel):
+    """Every error: `{"detail": …}`."""
+
+    detail: str | list[dict[str, object]]
+
+
+# --- auth ---
+
+
+class LoginIn(BaseModel):
+    """Email and password for `POST /api/auth/login`."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class RefreshIn(BaseModel):
+    """A refresh token (or none: the body may be empty when the cookie is used)."""
+
+    refresh_token: str = Field(min_length=10, max_length=4096)
+
+
+class TokenOut(BaseModel):
+    """Tokens issued by login and refresh."""
+
+    access_token: str
+    refresh_token: str | None = None
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+# --- groups and visits ---
+
+
+class ActiveGroupCreate(BaseModel):
+    """Start an activity in a room."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    room_id: Annotated[int, Field(ge=1)]
+
+
+class ActiveGroupPublic(_Out):
+    """A running activity as the dashboard shows it."""
+
+    id: IdStr
+    name: str
+    room_id: IdStr
+    room_name: str
+    started_at: datetime
+    supervisor_ids: list[IdStr]
+    student_count: int = 0
+
+
+class ActiveGroupEnded(_Out):
+    """The result of ending an activity."""
+
+    id: IdStr
+    ended_at: datetime
+    student_ids: list[IdStr]
+
+
+class VisitCreate(BaseModel):
+    """Manual check-in."""
+
+    model_config = ConfigDict(extra="forbid")
+    student_id: Annotated[int, Field(ge=1)]
+
+
+class VisitDisplay(_Out):
+    """One present student in a group's list."""
+
+    student_id: IdStr
+    student_name: str
+    entry_time: datetime
+
+
+class ManualResult(BaseModel):
+    """The effect of a manual check-in or check-out."""
+
+    result: str
+    student_id: IdStr
+    active_group_id: IdStr
+
+
+class OgsGroupPublic(BaseModel):
+    """A home group as listed in `/api/me`."""
+
+    id: IdStr
+    name: str
+    room_id: IdStr | None = None
+    room_name: str | None = None
+
+
+class MePublic(BaseModel):
+    """The signed-in staff member and what they supervise and lead."""
+
+    id: IdStr
+    name: str
+    email: str
+    admin: bool
+    active_groups: list[ActiveGroupPublic]
+    ogs_groups: list[OgsGroupPublic]
+
+
+class RosterEntry(_Out):
+    """One child of a home group with where they are now."""
+
+    student_id: IdStr
+    student_name: str
+    status: Literal["present", "away"]
+    active_group_id: IdStr | None = None
+    room_name: str | None = None
+    since: datetime | None = None
+
+
+class DevicePublic(_Out):
+    """A reader with its room and presence."""
+
+    id: str
+    room_id: IdStr
+    room_name: str
+    active: bool
+    online: bool
+    last_seen: datetime | None = None
+    firmware: str | None = None
+
+
+class RoomPublic(BaseModel):
+    """A room and the activity running there, if any."""
+
+    id: IdStr
+    name: str
+    active_group_id: IdStr | None = None
+
+
+class StudentPublic(BaseModel):
+    """A student for search results."""
+
+    student_id: IdStr
+    student_name: str
+    ogs_group_id: IdStr | None = None
+
+
+class StudentTag(BaseModel):
+    """Admin only: a student's tag, for the simulator."""
+
+    student_id: IdStr
+    student_name: str
+    tag: str
+
+
+class SseStats(BaseModel):
+    """Open streams and subscribers per active group."""
+
+    total_clients: int
+    groups: dict[str, int]
+    ogs_groups: dict[str, int] = {}

@@ -1,0 +1,103 @@
+"""The running bridge: engine, event log, hub, single writer, presence and MQTT ingest.
+
+`Bridge.start()` and `stop()` are called by the web app's lifespan; the pieces are plain
+attributes so the HTTP layer can hand them to handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from edge_bridge.config import Settings
+from edge_bridge.db import make_engine, migrate
+from edge_bridge.eventlog import EventLog
+from edge_bridge.hub import Hub
+from edge_bridge.ingest import Ingest
+from edge_bridge.metrics import Metrics
+from edge_bridge.presence import Presence
+from edge_bridge.staff_cache import StaffCache
+from edge_bridge.store import Store
+
+logger = logging.getLogger(__name__)
+PRUNE_INTERVAL_SECONDS = 300.0
+PRESENCE_FLUSH_SECONDS = 5.0
+
+
+class Bridge:
+    """Everything that lives as long as the process."""
+
+    def __init__(self, settings: Settings, *, mqtt: bool = True) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        self.metrics = Metrics()
+        self.eventlog = EventLog(self.engine, retention_seconds=settings.event_retention_seconds)
+        self.hub = Hub(buffer_size=settings.sse_client_buffer, history=self.eventlog)
+        self.store = Store(self.engine, broadcaster=self.hub)
+        self.staff_cache = StaffCache(self.engine)
+        self.presence = Presence(self.store)
+        self.ingest = (
+            Ingest(settings, store=self.store, presence=self.presence, metrics=self.metrics)
+            if mqtt
+            else None
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self.metrics.watch(self._live_metrics)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(migrate, self.engine)
+        self.hub.bind(asyncio.get_running_loop())
+        self.hub.last_event_id = await asyncio.to_thread(self.eventlog.last_event_id)
+        await self.presence.load()
+        if self.ingest is not None:
+            await self.ingest.start()
+        self._tasks = [
+            asyncio.create_task(self._every(PRUNE_INTERVAL_SECONDS, self._prune), name="prune"),
+            asyncio.create_task(
+                self._every(PRESENCE_FLUSH_SECONDS, self.presence.flush), name="presence-flush"
+            ),
+        ]
+        logger.info("Bridge started last_event_id=%d", self.hub.last_event_id)
+
+    async def stop(self) -> None:
+        """Stop taking scans, finish the batch in flight, close streams, release the database."""
+        if self.ingest is not None:
+            await self.ingest.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.hub.close_all("shutdown")
+        with contextlib.suppress(Exception):
+            await self.presence.flush()
+        await asyncio.to_thread(self.store.close)
+        self.engine.dispose()
+        logger.info("Bridge stopped")
+
+    def ingest_healthy(self) -> bool:
+        return self.ingest is not None and self.ingest.healthy()
+
+    async def _prune(self) -> None:
+        await self.store.write(lambda tx: self.eventlog.prune(tx.session))
+
+    @staticmethod
+    async def _every(seconds: float, job: object) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()  # type: ignore[operator]
+            except Exception:
+                logger.exception("Background job failed job=%s", getattr(job, "__name__", job))
+
+    def _live_metrics(self) -> dict[str, float]:
+        stats = self.hub.stats()
+        return {
+            "clients": stats.total_clients,
+            "slow_disconnects": stats.slow_disconnects,
+            "replays": stats.replays,
+            "resyncs": stats.resyncs,
+            "mqtt_connected": 1.0 if self.ingest_healthy() else 0.0,
+            "readers_online": self.presence.online_count(),
+        }

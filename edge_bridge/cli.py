@@ -1,0 +1,178 @@
+"""`edge-bridge …`: serve, import, token, demo, devices credentials, backup and restore.
+
+The only place that configures logging and builds settings from the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge_bridge.config import Settings, load_settings, redact_url
+from edge_bridge.errors import EdgeBridgeError, ImportFileError
+from edge_bridge.logs import configure_logging
+
+logger = logging.getLogger("edge_bridge.cli")
+
+
+def _serve(settings: Settings, _args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    logger.info(
+        "Starting edge-bridge host=%s port=%s database=%s mqtt=%s",
+        settings.host,
+        settings.port,
+        redact_url(settings.database_url),
+        redact_url(settings.mqtt_url),
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=3,
+        proxy_headers=True,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from edge_bridge.db import make_engine, migrate
+    from edge_bridge.importer import import_file
+
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    try:
+        summary = import_file(engine, Path(args.file))
+    except ImportFileError as exc:
+        print(
+            f"Import refused, nothing was changed ({len(exc.problems)} problems):", file=sys.stderr
+        )
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print("Imported " + ", ".join(f"{v} {k}" for k, v in summary.model_dump().items()))
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlmodel import Session
+
+    from edge_bridge.db import make_engine, migrate
+    from edge_bridge.models import Staff
+    from edge_bridge.tokens import issue_token
+
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    with Session(engine) as session:
+        staff = session.get(Staff, args.staff)
+    if staff is None:
+        print(f"No staff member with id {args.staff}", file=sys.stderr)
+        return 1
+    ttl = args.ttl if args.ttl is not None else settings.jwt_access_ttl
+    print(issue_token(staff.id, secret=settings.jwt_secret, ttl_seconds=ttl, admin=args.admin))
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from edge_bridge.demo import run_demo
+
+    return run_demo(settings, args)
+
+
+def _credentials(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlmodel import Session, select
+
+    from edge_bridge.credentials import provision, write_acl
+    from edge_bridge.db import make_engine, migrate
+    from edge_bridge.models import Device
+
+    password_file = Path(args.password_file)
+    ids = list(args.device_ids)
+    if not ids:
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+        with Session(engine) as session:
+            ids = sorted(session.exec(select(Device.id)).all())
+    bridge = settings.mqtt.username or settings.mqtt_client_id
+    provision(password_file, ids, credentials_file=Path(args.credentials_file))
+    bridge_password = provision(password_file, [bridge])[bridge] if args.bridge else None
+    write_acl(
+        password_file.with_name("acl"), prefix=settings.mqtt_topic_prefix, bridge_username=bridge
+    )
+    print(
+        f"{len(ids)} reader password(s) written to {args.credentials_file} (mode 0600); "
+        "send SIGHUP to mosquitto to load them"
+    )
+    if bridge_password:
+        endpoint = settings.mqtt
+        print(f"MQTT_URL=mqtt://{bridge}:{bridge_password}@{endpoint.host}:{endpoint.port}")
+    return 0
+
+
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from edge_bridge.backup import backup_cli
+
+    return backup_cli(settings, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-bridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the API and the MQTT bridge").set_defaults(run=_serve)
+    importing = commands.add_parser("import", help="load an import file (idempotent)")
+    importing.add_argument("file")
+    importing.set_defaults(run=_import)
+    token = commands.add_parser("token", help="print an access JWT for a staff member")
+    token.add_argument("--staff", type=int, required=True)
+    token.add_argument("--ttl", type=int, help="seconds (default JWT_ACCESS_TTL)")
+    token.add_argument("--admin", action="store_true")
+    token.set_defaults(run=_token)
+    demo = commands.add_parser("demo", help="broker, bridge, demo data and simulator")
+    demo.add_argument("--speed", type=float, default=1.0, help="simulated afternoon speed")
+    demo.add_argument("--duration", type=float, default=3600.0, help="simulated seconds")
+    demo.set_defaults(run=_demo)
+    devices = commands.add_parser("devices", help="reader provisioning")
+    device_commands = devices.add_subparsers(dest="devices_command", required=True)
+    creds = device_commands.add_parser(
+        "credentials", help="create or rotate reader passwords in the Mosquitto password file"
+    )
+    creds.add_argument("device_ids", nargs="*", help="default: every device in the database")
+    creds.add_argument("--password-file", default="mosquitto/passwd")
+    creds.add_argument("--credentials-file", default="data/reader-credentials.json")
+    creds.add_argument("--bridge", action="store_true", help="also (re)set the bridge's password")
+    creds.set_defaults(run=_credentials)
+    backup = commands.add_parser("backup", help="online backup of the SQLite database")
+    backup.add_argument("file")
+    backup.set_defaults(run=_backup, backup_action="backup")
+    restore = commands.add_parser("restore", help="restore the SQLite database from a backup")
+    restore.add_argument("file")
+    restore.set_defaults(run=_backup, backup_action="restore")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except EdgeBridgeError as exc:
+        print(f"edge-bridge: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        return int(args.run(settings, args))
+    except EdgeBridgeError as exc:
+        print(f"edge-bridge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The event log: append inside a write transaction, read back for replay, prune by age."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, delete, select
+
+from edge_bridge.events import Event, EventType, NewEvent
+from edge_bridge.models import (
+    ActiveGroup,
+    EventLogState,
+    EventRecord,
+    OgsGroupLeader,
+    Supervision,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def append_event(session: Session, new_event: NewEvent, *, at: datetime | None = None) -> Event:
+    """Insert the event in the caller's transaction and return it with its id."""
+    record = EventRecord(
+        type=str(new_event.type),
+        active_group_id=new_event.active_group_id,
+        route_active_group_id=new_event.route_active_group_id,
+        route_ogs_group_id=new_event.route_ogs_group_id,
+        data=json.dumps(new_event.data, ensure_ascii=False, separators=(",", ":")),
+        created_at=at or utcnow(),
+    )
+    session.add(record)
+    session.flush()
+    return _to_event(record)
+
+
+def _to_event(record: EventRecord) -> Event:
+    assert record.id is not None
+    return Event(
+        id=record.id,
+        type=EventType(record.type),
+        active_group_id=record.active_group_id,
+        data=json.loads(record.data),
+        timestamp=record.created_at,
+        route_active_group_id=record.route_active_group_id,
+        route_ogs_group_id=record.route_ogs_group_id,
+    )
+
+
+def staff_groups(session: Session, staff_id: int) -> tuple[frozenset[int], frozenset[int]]:
+    """The active groups a staff member supervises now, and the home groups they lead."""
+    active = session.exec(
+        select(Supervision.active_group_id)
+        .join(ActiveGroup, col(ActiveGroup.id) == col(Supervision.active_group_id))
+        .where(
+            Supervision.staff_id == staff_id,
+            col(Supervision.ended_at).is_(None),
+            col(ActiveGroup.ended_at).is_(None),
+        )
+    ).all()
+    ogs = session.exec(
+        select(OgsGroupLeader.ogs_group_id).where(OgsGroupLeader.staff_id == staff_id)
+    ).all()
+    return frozenset(active), frozenset(ogs)
+
+
+class EventLog:
+    """Replay source for the hub and the pruning job; reads run in a worker thread."""
+
+    def __init__(self, engine: Engine, *, retention_seconds: float, replay_limit: int = 10_000):
+        self.engine = engine
+        self.retention = timedelta(seconds=retention_seconds)
+        self.replay_limit = replay_limit
+
+    def events_after_blocking(
+        self, last_event_id: int, *, active_group_ids: frozenset[int], ogs_group_ids: frozenset[int]
+    ) -> list[Event] | None:
+        with Session(self.engine) as session:
+            state = session.get(EventLogState, 1)
+            if state is not None and last_event_id < state.pruned_through_id:
+                return None
+            routes = []
+            if active_group_ids:
+                routes.append(col(EventRecord.route_active_group_id).in_(active_group_ids))
+            if ogs_group_ids:
+                routes.append(col(EventRecord.route_ogs_group_id).in_(ogs_group_ids))
+            if not routes:
+                return []
+            rows = session.exec(
+                select(EventRecord)
+                .where(col(EventRecord.id) > last_event_id, or_(*routes))
+                .order_by(col(EventRecord.id))
+                .limit(self.replay_limit + 1)
+            ).all()
+        if len(rows) > self.replay_limit:
+            return None  # too much missed: a full refetch is cheaper than a flood
+        return [_to_event(row) for row in rows]
+
+    async def events_after(
+        self, last_event_id: int, *, active_group_ids: frozenset[int], ogs_group_ids: frozenset[int]
+    ) -> list[Event] | None:
+        return await asyncio.to_thread(
+            self.events_after_blocking,
+            last_event_id,
+            active_group_ids=active_group_ids,
+            ogs_group_ids=ogs_group_ids,
+        )
+
+    def last_event_id(self) -> int:
+        with Session(self.engine) as session:
+            return session.exec(select(func.max(EventRecord.id))).one() or 0
+
+    def prune(self, session: Session, *, now: datetime | None = None) -> int:
+        """Delete events older than the retention (call inside a write); returns how many."""
+        cutoff = (now or utcnow()) - self.retention
+        newest_old = session.exec(
+            select(func.max(EventRecord.id)).where(col(EventRecord.created_at) < cutoff)
+        ).one()
+        if newest_old is None:
+            return 0
+        result = session.exec(delete(EventRecord).where(col(EventRecord.id) <= newest_old))  # type: ignore[call-overload]
+        state = session.get(EventLogState, 1) or EventLogState(id=1)
+        state.pruned_through_id = max(state.pruned_through_id, newest_old)
+        session.add(state)
+        logger.info("Event log pruned deleted=%d pruned_through_id=%d", result.rowcount, newest_old)
+        return int(result.rowcount)

@@ -1,0 +1,111 @@
+"""Reader presence and the device directory the ingest consults.
+
+Online/offline comes from each reader's retained status topic and its Last Will; it is
+written to the database only when it changes. `last_seen` moves in memory on every scan and
+is flushed in one statement every few seconds, so a scan costs no extra write.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, select, update
+
+from edge_bridge.models import Device
+from edge_bridge.store import Store, Tx
+
+logger = logging.getLogger(__name__)
+RELOAD_ON_MISS_SECONDS = 2.0
+
+
+@dataclass(slots=True)
+class ReaderState:
+    """What the bridge knows of one reader right now."""
+
+    online: bool
+    last_seen: datetime | None
+    firmware: str | None = None
+
+
+class Presence:
+    """Devices by id (cached) and their live online state."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._devices: dict[str, Device] = {}
+        self._states: dict[str, ReaderState] = {}
+        self._dirty_seen: set[str] = set()
+        self._loaded_at = 0.0
+
+    async def load(self) -> None:
+        devices = await self.store.read(_all_devices)
+        self._devices = {device.id: device for device in devices}
+        for device in devices:
+            self._states.setdefault(
+                device.id, ReaderState(device.online, device.last_seen, device.firmware)
+            )
+        self._loaded_at = time.monotonic()
+
+    async def device(self, device_id: str) -> Device | None:
+        """The device, reloading the directory on a miss (at most every 2 s)."""
+        device = self._devices.get(device_id)
+        if device is None and time.monotonic() - self._loaded_at > RELOAD_ON_MISS_SECONDS:
+            await self.load()
+            device = self._devices.get(device_id)
+        return device
+
+    async def update(
+        self, device_id: str, *, online: bool, firmware: str | None, at: datetime
+    ) -> None:
+        if await self.device(device_id) is None:
+            logger.info("Status from unknown reader ignored device_id=%s", device_id)
+            return
+        state = self._states.setdefault(device_id, ReaderState(False, None))
+        changed = state.online != online or (firmware and firmware != state.firmware)
+        state.online, state.last_seen = online, at
+        state.firmware = firmware or state.firmware
+        if changed:
+            logger.info("Reader %s device_id=%s", "online" if online else "offline", device_id)
+            await self.store.write(
+                lambda tx: _save_state(tx, device_id, state.online, at, state.firmware)
+            )
+
+    def seen(self, device_id: str, at: datetime) -> None:
+        state = self._states.setdefault(device_id, ReaderState(True, None))
+        state.last_seen = at
+        self._dirty_seen.add(device_id)
+
+    async def flush(self) -> None:
+        """Write the `last_seen` of readers that scanned since the last flush."""
+        dirty, self._dirty_seen = self._dirty_seen, set()
+        seen = {d: self._states[d].last_seen for d in dirty if self._states[d].last_seen}
+        if seen:
+            await self.store.write(lambda tx: _save_seen(tx, seen))
+
+    def state(self, device_id: str) -> ReaderState | None:
+        return self._states.get(device_id)
+
+    def online_count(self) -> int:
+        return sum(1 for state in self._states.values() if state.online)
+
+
+def _all_devices(session: Session) -> list[Device]:
+    return list(session.exec(select(Device)).all())
+
+
+def _save_state(tx: Tx, device_id: str, online: bool, at: datetime, firmware: str | None) -> None:
+    tx.session.exec(  # type: ignore[call-overload]
+        update(Device)
+        .where(col(Device.id) == device_id)
+        .values(online=online, last_seen=at, firmware=firmware)
+    )
+
+
+def _save_seen(tx: Tx, seen: dict[str, datetime | None]) -> None:
+    for device_id, at in seen.items():
+        tx.session.exec(  # type: ignore[call-overload]
+            update(Device).where(col(Device.id) == device_id).values(last_seen=at)
+        )

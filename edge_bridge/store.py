@@ -1,0 +1,109 @@
+"""The single writer: every event-producing change runs here, one transaction at a time.
+
+Why one thread: event ids must increase in commit order, or a client resuming from id 7
+could miss an id 6 that committed later. Serializing writes in this process guarantees it
+(and on PostgreSQL an advisory lock also serializes writers in other processes). It also
+keeps SQLite free of writer contention. After each commit the writer hands events and
+subscription changes to the hub in order, from this same thread, so they reach the loop in
+commit order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from edge_bridge.db import is_postgres, transaction
+from edge_bridge.eventlog import append_event, staff_groups
+from edge_bridge.events import Event, NewEvent
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+_PG_EVENT_LOCK = 0x45444745  # "EDGE": serializes event-producing transactions across processes
+
+
+class Broadcaster(Protocol):
+    """What the store needs from the hub; both are called from the writer thread."""
+
+    def publish_threadsafe(self, event: Event) -> None: ...
+
+    def update_staff_threadsafe(
+        self, staff_id: int, *, active_group_ids: frozenset[int], ogs_group_ids: frozenset[int]
+    ) -> None: ...
+
+
+@dataclass
+class Tx:
+    """One write transaction: the database session plus what to announce after the commit."""
+
+    session: Session
+    events: list[Event] = field(default_factory=list)
+    staff_changed: set[int] = field(default_factory=set)
+    _locked: bool = False
+
+    def emit(self, new_event: NewEvent) -> Event:
+        """Append the event to the log in this transaction; it is published after the commit."""
+        if not self._locked and is_postgres(self.session.get_bind()):  # type: ignore[arg-type]
+            self.session.exec(text(f"SELECT pg_advisory_xact_lock({_PG_EVENT_LOCK})"))  # type: ignore[call-overload]
+            self._locked = True
+        event = append_event(self.session, new_event)
+        self.events.append(event)
+        return event
+
+    def supervision_changed(self, staff_id: int) -> None:
+        """That staff member's open streams must follow their new groups after the commit."""
+        self.staff_changed.add(staff_id)
+
+
+class Store:
+    """Runs write work on one thread and read work on the default executor."""
+
+    def __init__(self, engine: Engine, *, broadcaster: Broadcaster | None = None) -> None:
+        self.engine = engine
+        self.broadcaster = broadcaster
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+        self.last_commit_seconds = 0.0
+
+    async def write(self, work: Callable[[Tx], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self.write_blocking, work)
+
+    def write_blocking(self, work: Callable[[Tx], T]) -> T:
+        """Run `work` in one transaction on the calling thread; announce after the commit."""
+        started = time.perf_counter()
+        with transaction(self.engine) as session:
+            tx = Tx(session)
+            result = work(tx)
+            groups = {staff_id: staff_groups(session, staff_id) for staff_id in tx.staff_changed}
+        self.last_commit_seconds = time.perf_counter() - started
+        self._announce(tx, groups)
+        return result
+
+    def _announce(self, tx: Tx, groups: dict[int, tuple[frozenset[int], frozenset[int]]]) -> None:
+        if self.broadcaster is None:
+            return
+        for staff_id, (active, ogs) in groups.items():
+            self.broadcaster.update_staff_threadsafe(
+                staff_id, active_group_ids=active, ogs_group_ids=ogs
+            )
+        for event in tx.events:
+            self.broadcaster.publish_threadsafe(event)
+
+    async def read(self, work: Callable[[Session], T]) -> T:
+        return await asyncio.to_thread(self.read_blocking, work)
+
+    def read_blocking(self, work: Callable[[Session], T]) -> T:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return work(session)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True, cancel_futures=False)

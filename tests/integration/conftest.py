@@ -1,0 +1,143 @@
+"""Integration fixtures: a real mosquitto, a real `edge-bridge serve`, a real database file."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+
+from edge_bridge.config import Settings
+from edge_bridge.tokens import issue_token
+from tests.factories import school_document
+from tests.support.broker import Broker, broker_factory
+from tests.support.reader import TestReader
+from tests.support.server import BridgeServer
+from tests.support.sse import SseStream
+
+DEVICE_IDS = [device["id"] for device in school_document()["devices"]]
+
+
+@pytest.fixture
+def start_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    with broker_factory(tmp_path / "brokers") as start:
+        yield start
+
+
+@dataclass
+class System:
+    """A running broker + bridge on the fixture school, and helpers to talk to them."""
+
+    settings: Settings
+    broker: Broker
+    server: BridgeServer
+    passwords: dict[str, str]
+    engine: Engine
+    _readers: list[TestReader] = field(default_factory=list)
+    _streams: list[SseStream] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    def reader(self, device_id: str) -> TestReader:
+        reader = TestReader(
+            self.broker.host,
+            self.broker.port,
+            device_id=device_id,
+            password=self.passwords[device_id],
+            prefix=self.settings.mqtt_topic_prefix,
+        )
+        self._readers.append(reader)
+        return reader
+
+    def token(self, staff_id: int, *, ttl: float = 900, admin: bool = False) -> str:
+        return issue_token(staff_id, secret=self.settings.jwt_secret, ttl_seconds=ttl, admin=admin)
+
+    def auth(self, staff_id: int, **options: object) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(staff_id, **options)}"}  # type: ignore[arg-type]
+
+    def stream(
+        self,
+        staff_id: int | None = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        **params: str,
+    ) -> SseStream:
+        all_headers = dict(headers or {})
+        if staff_id is not None or token is not None:
+            all_headers["Authorization"] = f"Bearer {token or self.token(staff_id)}"  # type: ignore[arg-type]
+        stream = SseStream(self.base_url + "/api/sse/events", headers=all_headers, params=params)
+        self._streams.append(stream)
+        return stream
+
+    def connected_stream(self, staff_id: int, **params: str) -> SseStream:
+        """A stream already past its `connected` frame."""
+        stream = self.stream(staff_id, **params)
+        assert stream.status_code == 200, stream.body
+        assert stream.next_event().event == "connected"
+        return stream
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=10.0)
+
+    def close(self) -> None:
+        for reader in self._readers:
+            reader.close()
+        for stream in self._streams:
+            stream.close()
+
+
+@pytest.fixture
+def make_system(
+    tmp_path: Path,
+    school_engine: Engine,
+    settings_factory: Callable[..., Settings],
+    start_broker: Callable[..., Broker],
+) -> Iterator[Callable[..., System]]:
+    """`make_system(**settings overrides)` → a running System; everything stops afterwards."""
+    systems: list[System] = []
+
+    def make(
+        *, persistence: bool = False, env: dict[str, str] | None = None, **overrides: object
+    ) -> System:
+        settings = settings_factory(**overrides)
+        passwords = {name: secrets.token_urlsafe(12) for name in ["edge-bridge", *DEVICE_IDS]}
+        broker = start_broker(
+            prefix=settings.mqtt_topic_prefix, users=passwords, persistence=persistence
+        )
+        server_env = {
+            "DATABASE_URL": settings.database_url,
+            "MQTT_URL": broker.url("edge-bridge", passwords["edge-bridge"]),
+            "MQTT_TOPIC_PREFIX": settings.mqtt_topic_prefix,
+            "JWT_SECRET": settings.jwt_secret,
+            "LOG_LEVEL": "INFO",
+            "SSE_HEARTBEAT_SECONDS": str(settings.sse_heartbeat_seconds),
+            "SSE_CLIENT_BUFFER": str(settings.sse_client_buffer),
+            "SCAN_DEBOUNCE_SECONDS": str(settings.scan_debounce_seconds),
+            "JWT_ACCESS_TTL": str(settings.jwt_access_ttl),
+            **(env or {}),
+        }
+        directory = tmp_path / f"bridge-{len(systems)}"
+        directory.mkdir()
+        server = BridgeServer(directory, server_env)
+        system = System(settings, broker, server, passwords, school_engine)
+        systems.append(system)
+        server.start(wait_ready=True)
+        return system
+
+    yield make
+    for system in systems:
+        system.server.kill()  # first: the streams' reader threads then see EOF at once
+        system.close()
+
+
+@pytest.fixture
+def system(make_system: Callable[..., System]) -> System:
+    """The default running system."""
+    return make_system()

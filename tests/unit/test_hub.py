@@ -1,0 +1,715 @@
+"""Tests for edge_bridge/hub.py: routing, cleanup, slow clients, replay, live group changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from edge_bridge.events import Event, EventType
+from edge_bridge.hub import Hub, Subscription
+
+WAIT_SECONDS = 2
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run one async scenario on a fresh loop."""
+    asyncio.run(scenario())
+
+
+def make_event(
+    id_: int,
+    active_group_id: int | None = 1,
+    *,
+    ogs_group_id: int | None = None,
+    type_: EventType = EventType.STUDENT_CHECKIN,
+) -> Event:
+    """An event routed to the supervisors of `active_group_id` and leaders of `ogs_group_id`."""
+    return Event(
+        id_,
+        type_,
+        active_group_id,
+        {},
+        datetime.now(UTC),
+        route_active_group_id=active_group_id,
+        route_ogs_group_id=ogs_group_id,
+    )
+
+
+async def next_event(subscription: Subscription) -> Event:
+    """The next event, waiting at most WAIT_SECONDS."""
+    async with asyncio.timeout(WAIT_SECONDS):
+        return await anext(subscription)
+
+
+async def take(subscription: Subscription, count: int) -> list[int]:
+    """The ids of the next `count` events, waiting at most WAIT_SECONDS."""
+    async with asyncio.timeout(WAIT_SECONDS):
+        return [(await anext(subscription)).id for _ in range(count)]
+
+
+async def drain(subscription: Subscription) -> list[int]:
+    """The ids of every event until the stream ends, waiting at most WAIT_SECONDS."""
+    async with asyncio.timeout(WAIT_SECONDS):
+        return [event.id async for event in subscription]
+
+
+class FakeHistory:
+    """The event log: returns what `log` holds after the id, or None below `retained_from`."""
+
+    def __init__(self, log: list[Event], *, retained_from: int = 1) -> None:
+        self.log = log
+        self.retained_from = retained_from
+        self.calls = 0
+        self.before_read: Callable[[], Awaitable[None]] | None = None
+
+    async def events_after(
+        self,
+        last_event_id: int,
+        *,
+        active_group_ids: frozenset[int],
+        ogs_group_ids: frozenset[int],
+    ) -> list[Event] | None:
+        self.calls += 1
+        if self.before_read is not None:
+            await self.before_read()
+        if last_event_id + 1 < self.retained_from:
+            return None
+        return [
+            event
+            for event in self.log
+            if event.id > last_event_id
+            and (
+                event.route_active_group_id in active_group_ids
+                or event.route_ogs_group_id in ogs_group_ids
+            )
+        ]
+
+
+# Routing
+
+
+def test_event_reaches_only_supervisors_of_its_active_group() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with (
+            hub.subscribe(staff_id=1, active_group_ids=[10]) as in_ten,
+            hub.subscribe(staff_id=2, active_group_ids=[20]) as in_twenty,
+        ):
+            assert await hub.publish(make_event(1, 10)) == 1
+            assert await hub.publish(make_event(2, 20)) == 1
+
+            assert await take(in_ten, 1) == [1]
+            assert await take(in_twenty, 1) == [2]
+
+    run(scenario)
+
+
+def test_home_group_leader_receives_checkins_of_their_students_in_any_group() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with hub.subscribe(staff_id=1, active_group_ids=[], ogs_group_ids=[7]) as leader:
+            await hub.publish(make_event(1, 10, ogs_group_id=7))
+            await hub.publish(make_event(2, 20, ogs_group_id=8))
+            await hub.publish(make_event(3, None, ogs_group_id=7))
+
+            assert await take(leader, 2) == [1, 3]
+
+    run(scenario)
+
+
+def test_subscription_matching_both_active_and_home_group_receives_event_once() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as both:
+            recipients = await hub.publish(make_event(1, 10, ogs_group_id=7))
+            await hub.publish(make_event(2, 10))
+
+            assert recipients == 1
+            assert await take(both, 2) == [1, 2]
+
+    run(scenario)
+
+
+def test_subscription_in_several_groups_receives_each_of_their_events_once() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with hub.subscribe(staff_id=1, active_group_ids=[10, 20, 30]) as sub:
+            for event_id, group_id in enumerate([10, 20, 40, 30], start=1):
+                await hub.publish(make_event(event_id, group_id))
+
+            assert await take(sub, 3) == [1, 2, 4]
+
+    run(scenario)
+
+
+def test_publish_counts_every_recipient_once_across_both_indexes() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with (
+            hub.subscribe(staff_id=1, active_group_ids=[10]),
+            hub.subscribe(staff_id=2, active_group_ids=[10], ogs_group_ids=[7]),
+            hub.subscribe(staff_id=3, active_group_ids=[], ogs_group_ids=[7]),
+            hub.subscribe(staff_id=4, active_group_ids=[20], ogs_group_ids=[8]),
+        ):
+            assert await hub.publish(make_event(1, 10, ogs_group_id=7)) == 3
+
+    run(scenario)
+
+
+def test_publish_without_subscribers_returns_zero_and_logs_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        with caplog.at_level(logging.DEBUG, logger="edge_bridge.hub"):
+            assert await hub.publish(make_event(5, 10)) == 0
+
+    run(scenario)
+    messages = [record.getMessage() for record in caplog.records]
+    assert "SSE event has no subscribers event_id=5" in messages
+    assert any(
+        m.startswith("SSE event broadcast active_group_id=10 event_type=student_checkin")
+        and "recipient_count=0" in m
+        for m in messages
+    )
+
+
+def test_publish_logs_each_broadcast_with_its_recipient_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]):
+            with caplog.at_level(logging.DEBUG, logger="edge_bridge.hub"):
+                await hub.publish(make_event(1, 10, type_=EventType.ACTIVITY_END))
+
+    run(scenario)
+    broadcasts = [r for r in caplog.records if r.getMessage().startswith("SSE event broadcast")]
+    assert len(broadcasts) == 1
+    assert broadcasts[0].levelno == logging.DEBUG
+    assert (
+        broadcasts[0]
+        .getMessage()
+        .startswith(
+            "SSE event broadcast active_group_id=10 event_type=activity_end recipient_count=1"
+        )
+    )
+
+
+# Subscribe and unsubscribe
+
+
+def test_leaving_the_context_unregisters_and_stats_return_to_zero() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as sub:
+            assert hub.stats().total_clients == 1
+
+        stats = hub.stats()
+        assert (stats.total_clients, stats.groups, stats.ogs_groups) == (0, {}, {})
+        assert sub.closed_reason == "closed"
+        assert await hub.publish(make_event(1, 10, ogs_group_id=7)) == 0
+
+    run(scenario)
+
+
+def test_leaving_the_context_by_an_exception_still_unregisters() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        with pytest.raises(ZeroDivisionError):
+            async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+                _ = 1 / 0
+
+        assert hub.stats().total_clients == 0
+        assert sub.closed_reason == "error"
+
+    run(scenario)
+
+
+def test_cancelling_the_reader_unregisters_its_subscription() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        entered = asyncio.Event()
+
+        async def read_forever() -> None:
+            async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+                entered.set()
+                async for _ in sub:
+                    pass
+
+        reader = asyncio.create_task(read_forever())
+        async with asyncio.timeout(WAIT_SECONDS):
+            await entered.wait()
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            async with asyncio.timeout(WAIT_SECONDS):
+                await reader
+
+        assert hub.stats().total_clients == 0
+
+    run(scenario)
+
+
+def test_unregister_is_idempotent_and_keeps_the_first_reason() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with (
+            hub.subscribe(staff_id=1, active_group_ids=[10]) as sub,
+            hub.subscribe(staff_id=2, active_group_ids=[10]),
+        ):
+            sub.close("token_expired")
+            sub.close("again")
+            assert hub.stats().total_clients == 1
+
+        assert hub.stats().total_clients == 0
+        assert sub.closed_reason == "token_expired"
+
+    run(scenario)
+
+
+def test_subscribe_and_unsubscribe_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with hub.subscribe(staff_id=3, active_group_ids=[20, 10], ogs_group_ids=[7]):
+            pass
+
+    with caplog.at_level(logging.INFO, logger="edge_bridge.hub"):
+        run(scenario)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.INFO,
+            "SSE client connected user_id=3 subscribed_groups=[10, 20] ogs_groups=[7]"
+            " total_clients=1",
+        ),
+        (logging.INFO, "SSE client disconnected user_id=3 reason=closed total_clients=0"),
+    ]
+
+
+def test_stats_count_subscribers_per_active_and_home_group() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with (
+            hub.subscribe(staff_id=1, active_group_ids=[10, 20], ogs_group_ids=[7]),
+            hub.subscribe(staff_id=2, active_group_ids=[10]),
+        ):
+            stats = hub.stats()
+
+            assert stats.total_clients == 2
+            assert stats.groups == {10: 2, 20: 1}
+            assert stats.ogs_groups == {7: 1}
+
+    run(scenario)
+
+
+# Slow clients
+
+
+def test_full_buffer_closes_only_the_slow_subscription_and_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        hub = Hub(buffer_size=3)
+        async with (
+            hub.subscribe(staff_id=1, active_group_ids=[10]) as slow,
+            hub.subscribe(staff_id=2, active_group_ids=[10]) as reader,
+        ):
+            for event_id in range(1, 7):
+                await hub.publish(make_event(event_id, 10))
+                assert await take(reader, 1) == [event_id]
+
+            assert slow.closed_reason == "slow"
+            assert reader.closed_reason is None
+            assert hub.stats().total_clients == 1
+            assert hub.stats().slow_disconnects == 1
+
+    with caplog.at_level(logging.INFO, logger="edge_bridge.hub"):
+        run(scenario)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["SSE client closed slow=True staff_id=1 buffered=3"]
+    assert "SSE client disconnected user_id=1 reason=slow total_clients=1" in caplog.messages
+
+
+def test_slow_subscription_ends_immediately_without_its_buffered_events() -> None:
+    async def scenario() -> None:
+        hub = Hub(buffer_size=2)
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as slow:
+            for event_id in range(1, 4):
+                await hub.publish(make_event(event_id, 10))
+
+            assert await drain(slow) == []
+
+    run(scenario)
+
+
+def test_slow_subscription_wakes_a_waiting_reader_which_then_ends() -> None:
+    async def scenario() -> None:
+        hub = Hub(buffer_size=1)
+        got_first = asyncio.Event()
+
+        async def read(sub: Subscription) -> list[int]:
+            first = await take(sub, 1)
+            got_first.set()
+            return first + await drain(sub)  # waits: the buffer is empty now
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            reader = asyncio.create_task(read(sub))
+            await hub.publish(make_event(1, 10))
+            async with asyncio.timeout(WAIT_SECONDS):
+                await got_first.wait()
+            await hub.publish(make_event(2, 10))
+            await hub.publish(make_event(3, 10))  # the reader has not run since: overflow
+
+            async with asyncio.timeout(WAIT_SECONDS):
+                assert await reader == [1]
+            assert sub.closed_reason == "slow"
+
+    run(scenario)
+
+
+def test_slow_subscription_in_both_indexes_is_closed_once() -> None:
+    async def scenario() -> None:
+        hub = Hub(buffer_size=1)
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as sub:
+            await hub.publish(make_event(1, 10, ogs_group_id=7))
+            recipients = await hub.publish(make_event(2, 10, ogs_group_id=7))
+
+            assert recipients == 0
+            assert sub.closed_reason == "slow"
+            stats = hub.stats()
+            assert (stats.slow_disconnects, stats.groups, stats.ogs_groups) == (1, {}, {})
+
+    run(scenario)
+
+
+def test_publish_does_not_raise_when_logging_fails() -> None:
+    class BrokenLogger(logging.Logger):
+        def debug(self, *args: Any, **kwargs: Any) -> None:
+            raise OSError("log disk full")
+
+    async def scenario() -> None:
+        hub = Hub(logger=BrokenLogger("broken"))
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            await hub.publish(make_event(1, 10))
+
+            assert await take(sub, 1) == [1]
+
+    run(scenario)
+
+
+# Replay
+
+
+def test_reconnect_replays_missed_events_of_its_groups_from_the_ring_then_live() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        for event_id, group_id in enumerate([10, 20, 10, 10, 20], start=1):
+            await hub.publish(make_event(event_id, group_id))
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=1) as sub:
+            await hub.publish(make_event(6, 10))
+
+            assert await take(sub, 3) == [3, 4, 6]
+            assert hub.stats().replays == 1
+
+    run(scenario)
+
+
+def test_reconnect_replays_from_history_when_the_ring_no_longer_covers_it() -> None:
+    async def scenario() -> None:
+        log = [make_event(event_id, 10) for event_id in range(1, 11)]
+        history = FakeHistory(log)
+        hub = Hub(ring_size=3, history=history)
+        for event in log:
+            await hub.publish(event)
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=4) as sub:
+            await hub.publish(make_event(11, 10))
+
+            assert await take(sub, 7) == [5, 6, 7, 8, 9, 10, 11]
+            assert history.calls == 1
+
+    run(scenario)
+
+
+def test_reconnect_after_restart_asks_history_although_the_ring_is_empty() -> None:
+    async def scenario() -> None:
+        history = FakeHistory([make_event(event_id, 10) for event_id in range(1, 6)])
+        hub = Hub(history=history)
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=3) as sub:
+            await hub.publish(make_event(6, 10))
+
+            assert await take(sub, 3) == [4, 5, 6]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("log_has_live_events", [True, False])
+def test_events_published_during_the_history_read_arrive_once_without_a_gap(
+    log_has_live_events: bool,
+) -> None:
+    async def scenario() -> None:
+        log = [make_event(event_id, 10) for event_id in range(1, 11)]
+        history = FakeHistory(log)
+        hub = Hub(ring_size=2, history=history, buffer_size=2)
+        for event in log:
+            await hub.publish(event)
+
+        async def publish_while_reading() -> None:
+            for event in (make_event(11, 10), make_event(12, 10), make_event(13, 10)):
+                if log_has_live_events:
+                    log.append(event)  # committed before the read: both replayed and live
+                await hub.publish(event)
+
+        history.before_read = publish_while_reading
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=3) as sub:
+            await hub.publish(make_event(14, 10))
+
+            assert await take(sub, 11) == list(range(4, 15))
+            assert sub.closed_reason is None
+
+    run(scenario)
+
+
+def test_live_events_during_a_long_replay_do_not_close_the_client_as_slow() -> None:
+    async def scenario() -> None:
+        hub = Hub(buffer_size=2)
+        for event_id in range(1, 21):
+            await hub.publish(make_event(event_id, 10))
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=0) as sub:
+            await hub.publish(make_event(21, 10))
+
+            assert await take(sub, 21) == list(range(1, 22))
+            assert sub.closed_reason is None
+
+    run(scenario)
+
+
+def test_buffer_after_a_replay_stays_bounded() -> None:
+    async def scenario() -> None:
+        hub = Hub(buffer_size=2)
+        for event_id in range(1, 6):
+            await hub.publish(make_event(event_id, 10))
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=0) as sub:
+            for event_id in range(6, 20):
+                await hub.publish(make_event(event_id, 10))
+
+            assert sub.closed_reason == "slow"
+
+    run(scenario)
+
+
+def test_buffer_size_applies_again_once_the_replay_is_consumed() -> None:
+    async def scenario() -> None:
+        hub = Hub(buffer_size=2)
+        for event_id in range(1, 6):
+            await hub.publish(make_event(event_id, 10))
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=0) as sub:
+            assert await take(sub, 5) == [1, 2, 3, 4, 5]
+            for event_id in range(6, 9):
+                await hub.publish(make_event(event_id, 10))
+
+            assert sub.closed_reason == "slow"
+
+    run(scenario)
+
+
+def test_history_without_the_id_yields_one_resync_then_live_events() -> None:
+    async def scenario() -> None:
+        log = [make_event(event_id, 10) for event_id in range(1, 11)]
+        hub = Hub(ring_size=2, history=FakeHistory(log, retained_from=8))
+        for event in log:
+            await hub.publish(event)
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=2) as sub:
+            await hub.publish(make_event(11, 10))
+            resync = await next_event(sub)
+
+            assert (resync.type, resync.id) == (EventType.RESYNC, 10)
+            assert await take(sub, 1) == [11]
+            assert hub.stats().resyncs == 1
+
+    run(scenario)
+
+
+def test_uncovered_id_without_history_yields_resync() -> None:
+    async def scenario() -> None:
+        hub = Hub(ring_size=2)
+        for event_id in range(1, 6):
+            await hub.publish(make_event(event_id, 10))
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=1) as sub:
+            resync = await next_event(sub)
+
+            assert (resync.type, resync.id) == (EventType.RESYNC, 5)
+
+    run(scenario)
+
+
+def test_last_event_id_beyond_the_hubs_last_id_means_nothing_to_replay() -> None:
+    async def scenario() -> None:
+        hub = Hub(ring_size=2)
+        for event_id in range(1, 6):
+            await hub.publish(make_event(event_id, 10))
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=99) as sub:
+            await hub.publish(make_event(6, 10))
+
+            assert await take(sub, 1) == [6]
+            assert hub.stats().resyncs == 0
+
+    run(scenario)
+
+
+def test_history_failure_propagates_and_unregisters() -> None:
+    class FailingHistory(FakeHistory):
+        async def events_after(self, *args: Any, **kwargs: Any) -> list[Event] | None:
+            raise ConnectionError("database unreachable")
+
+    async def scenario() -> None:
+        hub = Hub(history=FailingHistory([]))
+        with pytest.raises(ConnectionError):
+            async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=3):
+                pass
+
+        assert hub.stats().total_clients == 0
+
+    run(scenario)
+
+
+# Group changes
+
+
+def test_update_staff_moves_every_open_subscription_of_that_staff_member() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with (
+            hub.subscribe(staff_id=1, active_group_ids=[10]) as tab_one,
+            hub.subscribe(staff_id=1, active_group_ids=[10]) as tab_two,
+            hub.subscribe(staff_id=2, active_group_ids=[10]) as colleague,
+        ):
+            hub.update_staff(1, active_group_ids=[20], ogs_group_ids=[7])
+            await hub.publish(make_event(1, 10))
+            await hub.publish(make_event(2, 20))
+            await hub.publish(make_event(3, None, ogs_group_id=7))
+
+            assert await take(tab_one, 2) == [2, 3]
+            assert await take(tab_two, 2) == [2, 3]
+            assert await take(colleague, 1) == [1]
+            assert tab_one.active_group_ids == frozenset({20})
+            assert tab_one.ogs_group_ids == frozenset({7})
+
+    run(scenario)
+
+
+def test_set_groups_updates_indexes_and_drops_empty_groups() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as sub:
+            sub.set_groups([20, 30], [])
+
+            assert hub.stats().groups == {20: 1, 30: 1}
+            assert hub.stats().ogs_groups == {}
+            assert await hub.publish(make_event(1, 10, ogs_group_id=7)) == 0
+            assert await hub.publish(make_event(2, 30)) == 1
+
+        assert hub.stats().groups == {}
+
+    run(scenario)
+
+
+def test_update_staff_without_open_subscriptions_does_nothing() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        hub.update_staff(9, active_group_ids=[10], ogs_group_ids=[])
+
+        assert hub.stats().groups == {}
+
+    run(scenario)
+
+
+# Threads and shutdown
+
+
+def test_publish_threadsafe_from_four_threads_delivers_every_event_once() -> None:
+    async def scenario() -> None:
+        hub = Hub(buffer_size=1000)
+        await hub.start()
+        start_together = threading.Barrier(4)
+
+        def publish_batch(first_id: int) -> None:
+            start_together.wait(timeout=WAIT_SECONDS)
+            for event_id in range(first_id, first_id + 250):
+                hub.publish_threadsafe(make_event(event_id, 10))
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            threads = [
+                threading.Thread(target=publish_batch, args=(first_id,))
+                for first_id in (1, 251, 501, 751)
+            ]
+            for thread in threads:
+                thread.start()
+            received = await take(sub, 1000)
+            for thread in threads:
+                thread.join(timeout=WAIT_SECONDS)
+
+            assert sorted(received) == list(range(1, 1001))
+            assert hub.stats().events_published == 1000
+
+    run(scenario)
+
+
+def test_publish_threadsafe_before_the_hub_is_bound_raises() -> None:
+    with pytest.raises(RuntimeError, match="not bound"):
+        Hub().publish_threadsafe(make_event(1, 10))
+
+
+def test_publish_threadsafe_after_the_loop_closed_drops_the_event_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.new_event_loop()
+    hub = Hub()
+    hub.bind(loop)
+    loop.close()
+
+    hub.publish_threadsafe(make_event(1, 10))
+
+    assert caplog.messages == ["SSE event dropped reason=loop_closed event_id=1"]
+
+
+def test_close_all_ends_every_subscription_promptly() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        ready = asyncio.Barrier(4)
+
+        async def read(staff_id: int) -> str | None:
+            async with hub.subscribe(staff_id=staff_id, active_group_ids=[10]) as sub:
+                await ready.wait()
+                async for _ in sub:
+                    pass
+                return sub.closed_reason
+
+        readers = [asyncio.create_task(read(staff_id)) for staff_id in (1, 2, 3)]
+        async with asyncio.timeout(WAIT_SECONDS):
+            await ready.wait()
+            assert hub.close_all("shutdown") == 3
+            reasons = await asyncio.gather(*readers)
+
+        assert reasons == ["shutdown"] * 3
+        assert hub.stats().total_clients == 0
+
+    run(scenario)
+
+
+def test_hub_rejects_a_buffer_size_below_one() -> None:
+    with pytest.raises(ValueError, match="buffer_size must be at least 1, got: 0"):
+        Hub(buffer_size=0)
