@@ -13,6 +13,7 @@ import logging
 from edge_bridge.config import Settings
 from edge_bridge.db import make_engine, migrate
 from edge_bridge.eventlog import EventLog
+from edge_bridge.events import Event
 from edge_bridge.hub import Hub
 from edge_bridge.ingest import Ingest
 from edge_bridge.metrics import Metrics
@@ -34,7 +35,7 @@ class Bridge:
         self.metrics = Metrics()
         self.eventlog = EventLog(self.engine, retention_seconds=settings.event_retention_seconds)
         self.hub = Hub(buffer_size=settings.sse_client_buffer, history=self.eventlog)
-        self.store = Store(self.engine, broadcaster=self.hub)
+        self.store = Store(self.engine, broadcaster=self.hub, on_published=self._count_event)
         self.staff_cache = StaffCache(self.engine)
         self.presence = Presence(self.store)
         self.ingest = (
@@ -75,6 +76,9 @@ class Bridge:
         await asyncio.to_thread(self.store.close)
         self.engine.dispose()
         logger.info("Bridge stopped")
+
+    def _count_event(self, event: Event) -> None:
+        self.metrics.events_broadcast.labels(str(event.type)).inc()
 
     def ingest_healthy(self) -> bool:
         return self.ingest is not None and self.ingest.healthy()

@@ -7,7 +7,7 @@ import json
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, insert, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, select
 
@@ -24,19 +24,36 @@ from edge_bridge.models import (
 logger = logging.getLogger(__name__)
 
 
-def append_event(session: Session, new_event: NewEvent, *, at: datetime | None = None) -> Event:
-    """Insert the event in the caller's transaction and return it with its id."""
-    record = EventRecord(
-        type=str(new_event.type),
-        active_group_id=new_event.active_group_id,
-        route_active_group_id=new_event.route_active_group_id,
-        route_ogs_group_id=new_event.route_ogs_group_id,
-        data=json.dumps(new_event.data, ensure_ascii=False, separators=(",", ":")),
-        created_at=at or utcnow(),
+def append_events(session: Session, new_events: list[NewEvent]) -> list[Event]:
+    """Insert events in the caller's transaction, in order; returns them with their ids."""
+    now = utcnow()
+    rows = [
+        {
+            "type": str(new_event.type),
+            "active_group_id": new_event.active_group_id,
+            "route_active_group_id": new_event.route_active_group_id,
+            "route_ogs_group_id": new_event.route_ogs_group_id,
+            "data": json.dumps(new_event.data, ensure_ascii=False, separators=(",", ":")),
+            "created_at": now,
+        }
+        for new_event in new_events
+    ]
+    statement = insert(EventRecord).returning(
+        col(EventRecord.id), sort_by_parameter_order=True
     )
-    session.add(record)
-    session.flush()
-    return _to_event(record)
+    ids = session.connection().execute(statement, rows).scalars().all()
+    return [
+        Event(
+            id=event_id,
+            type=new_event.type,
+            active_group_id=new_event.active_group_id,
+            data=new_event.data,
+            timestamp=now,
+            route_active_group_id=new_event.route_active_group_id,
+            route_ogs_group_id=new_event.route_ogs_group_id,
+        )
+        for event_id, new_event in zip(ids, new_events, strict=True)
+    ]
 
 
 def _to_event(record: EventRecord) -> Event:

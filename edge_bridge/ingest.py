@@ -26,12 +26,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
+from sqlmodel import select
 
 from edge_bridge.config import Settings
 from edge_bridge.metrics import Metrics
 from edge_bridge.models import Device, utcnow
 from edge_bridge.presence import Presence
-from edge_bridge.scans import MESSAGES, Scan, record_scan, within_skew
+from edge_bridge.scans import MESSAGES, Scan, record_scans, within_skew
 from edge_bridge.store import Store, Tx
 from edge_bridge.visits import Outcome
 from edge_bridge.wire import (
@@ -288,16 +289,16 @@ class Ingest:
         return None
 
     async def _commit(self, pending: list[_Pending]) -> None:
-        debounce = self.settings.scan_debounce_seconds
-
-        def work(tx: Tx) -> None:
+        try:
+            await self.store.write(lambda tx: self._record(tx, pending))
+        except Exception:
+            if len(pending) == 1:
+                self._give_up(pending[0])
+                return
+            logger.exception("Scan batch failed size=%d; retrying one by one", len(pending))
             for item in pending:
-                device = tx.session.get(Device, item.scan.device_id)
-                assert device is not None
-                with tx.session.begin_nested():
-                    item.outcome = record_scan(tx, item.scan, device, debounce_seconds=debounce)
-
-        await self.store.write(work)
+                await self._commit([item])
+            return
         done = time.perf_counter()
         self.metrics.batch_size.observe(len(pending))
         for item in pending:
@@ -305,16 +306,37 @@ class Ingest:
             self.metrics.scans.labels(str(item.outcome.result)).inc()
             self.metrics.scan_to_broadcast.observe(done - item.inbound.received)
             self.presence.seen(item.scan.device_id, item.inbound.received_at)
-            self._send_feedback(
-                item.scan.device_id,
-                FeedbackPayload(
-                    scan_id=item.scan.scan_id,
-                    result=item.outcome.result,
-                    message=item.outcome.message,
-                    student_name=item.outcome.student_name,
-                ),
+            feedback = FeedbackPayload(
+                scan_id=item.scan.scan_id,
+                result=item.outcome.result,
+                message=item.outcome.message,
+                student_name=item.outcome.student_name,
             )
+            self._send_feedback(item.scan.device_id, feedback)
             self._ack(item.inbound)
+
+    def _record(self, tx: Tx, pending: list[_Pending]) -> None:
+        devices = {d.id: d for d in tx.session.exec(select(Device)).all()}
+        items = [(item.scan, devices[item.scan.device_id]) for item in pending]
+        outcomes = record_scans(tx, items, debounce_seconds=self.settings.scan_debounce_seconds)
+        for item, outcome in zip(pending, outcomes, strict=True):
+            item.outcome = outcome
+
+    def _give_up(self, item: _Pending) -> None:
+        """A scan that fails on its own would fail forever: answer `rejected`, do not loop."""
+        logger.exception(
+            "Scan failed device_id=%s scan_id=%s reason=internal_error",
+            item.scan.device_id,
+            item.scan.scan_id,
+        )
+        self.metrics.scan_rejections.labels("internal_error").inc()
+        feedback = FeedbackPayload(
+            scan_id=item.scan.scan_id,
+            result=ScanResult.REJECTED,
+            message=MESSAGES[ScanResult.REJECTED],
+        )
+        self._send_feedback(item.scan.device_id, feedback)
+        self._ack(item.inbound)
 
     def _send_feedback(self, device_id: str, feedback: FeedbackPayload) -> None:
         payload = feedback.model_dump_json(exclude_none=True).encode()

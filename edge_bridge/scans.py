@@ -1,6 +1,8 @@
-"""One RFID scan → one effect: idempotency, tag lookup, time skew, debounce, the visit rules.
+"""RFID scans → effects: idempotency, tag lookup, time skew, debounce, then the visit rules.
 
-`record_scan` runs inside a write transaction (a batch of scans shares one). A scan whose
+`record_scans` handles a batch inside one write transaction: it loads what the batch needs
+(earlier outcomes, tag owners, open visits, last accepted scans) in a handful of queries and
+then applies `decide_scan` and the visit rules to each scan in arrival order. A scan whose
 `(device_id, scan_id)` was processed before returns the stored outcome and changes nothing.
 """
 
@@ -10,7 +12,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlalchemy import func, tuple_
+from sqlmodel import col, select
 
 from edge_bridge.events import Source
 from edge_bridge.models import ActiveGroup, Device, ProcessedScan, RfidTag, Staff, Student
@@ -24,6 +27,7 @@ from edge_bridge.visits import (
     close_visit,
     decide_scan,
     open_visit,
+    preload_open_visits,
     room_name,
     running_group_in_room,
     since_seconds,
@@ -88,51 +92,88 @@ def _message(result: ScanResult, name: str, *, from_room: str = "", to_room: str
             return MESSAGES[result]
 
 
-def stored_outcome(session: Session, device_id: str, scan_id: str) -> Outcome | None:
-    row = session.get(ProcessedScan, (device_id, scan_id))
-    if row is None:
-        return None
-    return Outcome(ScanResult(row.result), row.message, row.student_name)
+class _BatchState:
+    """What the batch's scans look up, loaded together and kept current while applying."""
+
+    def __init__(self, tx: Tx, scans: list[Scan]) -> None:
+        session = tx.session
+        keys = {(scan.device_id, scan.scan_id) for scan in scans}
+        tags = {scan.tag for scan in scans}
+        self.outcomes: dict[tuple[str, str], Outcome] = {
+            (row.device_id, row.scan_id): Outcome(
+                ScanResult(row.result), row.message, row.student_name
+            )
+            for row in session.exec(
+                select(ProcessedScan).where(
+                    tuple_(col(ProcessedScan.device_id), col(ProcessedScan.scan_id)).in_(keys)
+                )
+            ).all()
+        }
+        self.owners = {
+            row.tag: row
+            for row in session.exec(select(RfidTag).where(col(RfidTag.tag).in_(tags))).all()
+        }
+        student_ids = {row.student_id for row in self.owners.values() if row.student_id}
+        staff_ids = {row.staff_id for row in self.owners.values() if row.staff_id}
+        self.students = {
+            s.id: s
+            for s in session.exec(select(Student).where(col(Student.id).in_(student_ids))).all()
+        }
+        self.staff = {
+            s.id: s for s in session.exec(select(Staff).where(col(Staff.id).in_(staff_ids))).all()
+        }
+        preload_open_visits(tx, student_ids)
+        self.last_accepted: dict[tuple[str, str], datetime] = {
+            (device_id, tag): at
+            for device_id, tag, at in session.exec(
+                select(
+                    ProcessedScan.device_id, ProcessedScan.tag, func.max(ProcessedScan.scanned_at)
+                )
+                .where(col(ProcessedScan.tag).in_(tags), col(ProcessedScan.accepted).is_(True))
+                .group_by(col(ProcessedScan.device_id), col(ProcessedScan.tag))
+            ).all()
+        }
+
+    def since_last_accepted(self, scan: Scan, at: datetime) -> float | None:
+        return since_seconds(at, self.last_accepted.get((scan.device_id, scan.tag)))
 
 
-def _last_accepted(session: Session, device_id: str, tag: str) -> datetime | None:
-    return session.exec(
-        select(ProcessedScan.scanned_at)
-        .where(
-            ProcessedScan.device_id == device_id,
-            ProcessedScan.tag == tag,
-            col(ProcessedScan.accepted).is_(True),
-        )
-        .order_by(col(ProcessedScan.scanned_at).desc())
-        .limit(1)
-    ).first()
+def record_scans(
+    tx: Tx, items: list[tuple[Scan, Device]], *, debounce_seconds: float
+) -> list[Outcome]:
+    """Apply the CONTRACT §3 rules once per `(device_id, scan_id)`, in order; store outcomes."""
+    state = _BatchState(tx, [scan for scan, _ in items])
+    return [_record_one(tx, state, scan, device, debounce_seconds) for scan, device in items]
 
 
-def record_scan(tx: Tx, scan: Scan, device: Device, *, debounce_seconds: float) -> Outcome:
-    """Apply the CONTRACT §3 rules once for `(device_id, scan_id)`; store and return the outcome."""
-    session = tx.session
-    previous = stored_outcome(session, scan.device_id, scan.scan_id)
-    if previous is not None:
-        return previous
+def _record_one(
+    tx: Tx, state: _BatchState, scan: Scan, device: Device, debounce_seconds: float
+) -> Outcome:
+    key = (scan.device_id, scan.scan_id)
+    if key in state.outcomes:
+        return state.outcomes[key]
     at = effective_time(scan)
-    owner = session.get(RfidTag, scan.tag)
-    student = session.get(Student, owner.student_id) if owner and owner.student_id else None
-    staff = session.get(Staff, owner.staff_id) if owner and owner.staff_id else None
-    group = running_group_in_room(session, device.room_id)
-    visit = open_visit(session, student.id) if student else None
-    state = ScanState(
-        is_staff=staff is not None,
-        is_student=student is not None,
-        active_group_id=group.id if group else None,
-        open_visit_group_id=visit.active_group_id if visit else None,
-        seconds_since_last_accepted=since_seconds(
-            at, _last_accepted(session, scan.device_id, scan.tag)
-        ),
-        debounce_seconds=debounce_seconds,
+    owner = state.owners.get(scan.tag)
+    student = state.students.get(owner.student_id) if owner and owner.student_id else None
+    staff = state.staff.get(owner.staff_id) if owner and owner.staff_id else None
+    group = running_group_in_room(tx, device.room_id)
+    visit = open_visit(tx, student.id) if student else None
+    action, result = decide_scan(
+        ScanState(
+            is_staff=staff is not None,
+            is_student=student is not None,
+            active_group_id=group.id if group else None,
+            open_visit_group_id=visit.active_group_id if visit else None,
+            seconds_since_last_accepted=state.since_last_accepted(scan, at),
+            debounce_seconds=debounce_seconds,
+        )
     )
-    action, result = decide_scan(state)
     outcome = _apply(tx, action, result, student=student, staff=staff, group=group, at=at)
-    session.add(
+    accepted = action is not Action.NOTHING
+    if accepted:
+        state.last_accepted[(scan.device_id, scan.tag)] = at
+    state.outcomes[key] = outcome
+    tx.session.add(
         ProcessedScan(
             device_id=scan.device_id,
             scan_id=scan.scan_id,
@@ -140,12 +181,11 @@ def record_scan(tx: Tx, scan: Scan, device: Device, *, debounce_seconds: float) 
             result=str(outcome.result),
             message=outcome.message,
             student_name=outcome.student_name,
-            accepted=action is not Action.NOTHING,
+            accepted=accepted,
             scanned_at=at,
             processed_at=scan.received_at,
         )
     )
-    session.flush()
     return outcome
 
 
@@ -169,28 +209,22 @@ def _apply(
             add_supervisor(tx, staff.id, group, at=at)
             return Outcome(result, _message(result, name))
         case Action.CHECK_OUT:
-            assert student is not None and group is not None
-            visit = open_visit(tx.session, student.id)
+            assert student is not None
+            visit = open_visit(tx, student.id)
             assert visit is not None
             close_visit(tx, visit, student, at=at, source=Source.RFID)
             return Outcome(result, _message(result, name), shown_name)
         case Action.CHECK_IN | Action.TRANSFER:
             assert student is not None and group is not None
-            from_room = _current_room_name(tx.session, student.id)
+            current = open_visit(tx, student.id)
+            from_room = room_name(tx, _room_of_visit(tx, current)) if current else ""
             check_in(tx, student, group, at=at, source=Source.RFID)
-            to_room = _room_of(tx.session, group)
-            return Outcome(
-                result, _message(result, name, from_room=from_room, to_room=to_room), shown_name
+            message = _message(
+                result, name, from_room=from_room, to_room=room_name(tx, group.room_id)
             )
+            return Outcome(result, message, shown_name)
 
 
-def _room_of(session: Session, group: ActiveGroup) -> str:
-    return room_name(session, group.room_id)
-
-
-def _current_room_name(session: Session, student_id: int) -> str:
-    visit = open_visit(session, student_id)
-    if visit is None:
-        return ""
-    group = session.get(ActiveGroup, visit.active_group_id)
-    return _room_of(session, group) if group else ""
+def _room_of_visit(tx: Tx, visit: object) -> int:
+    group = tx.session.get(ActiveGroup, visit.active_group_id)  # type: ignore[attr-defined]
+    return group.room_id if group else 0

@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from edge_bridge.db import is_postgres, transaction
-from edge_bridge.eventlog import append_event, staff_groups
+from edge_bridge.eventlog import append_events, staff_groups
 from edge_bridge.events import Event, NewEvent
 
 logger = logging.getLogger(__name__)
@@ -43,33 +43,49 @@ class Broadcaster(Protocol):
 
 @dataclass
 class Tx:
-    """One write transaction: the database session plus what to announce after the commit."""
+    """One write transaction: the session, a lookup cache, and what to announce after commit.
+
+    Events are collected by `emit` and inserted together just before the commit, in emit
+    order, so a batch of scans costs one event insert instead of one per event.
+    """
 
     session: Session
     events: list[Event] = field(default_factory=list)
     staff_changed: set[int] = field(default_factory=set)
-    _locked: bool = False
+    cache: dict[str, Any] = field(default_factory=dict)
+    _pending: list[NewEvent] = field(default_factory=list)
 
-    def emit(self, new_event: NewEvent) -> Event:
+    def emit(self, new_event: NewEvent) -> None:
         """Append the event to the log in this transaction; it is published after the commit."""
-        if not self._locked and is_postgres(self.session.get_bind()):  # type: ignore[arg-type]
-            self.session.exec(text(f"SELECT pg_advisory_xact_lock({_PG_EVENT_LOCK})"))  # type: ignore[call-overload]
-            self._locked = True
-        event = append_event(self.session, new_event)
-        self.events.append(event)
-        return event
+        self._pending.append(new_event)
 
     def supervision_changed(self, staff_id: int) -> None:
         """That staff member's open streams must follow their new groups after the commit."""
         self.staff_changed.add(staff_id)
 
+    def flush_events(self) -> None:
+        """Insert the collected events (ids in emit order); called once before the commit."""
+        if not self._pending:
+            return
+        if is_postgres(self.session.get_bind()):  # type: ignore[arg-type]
+            self.session.exec(text(f"SELECT pg_advisory_xact_lock({_PG_EVENT_LOCK})"))  # type: ignore[call-overload]
+        self.events.extend(append_events(self.session, self._pending))
+        self._pending = []
+
 
 class Store:
     """Runs write work on one thread and read work on the default executor."""
 
-    def __init__(self, engine: Engine, *, broadcaster: Broadcaster | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        broadcaster: Broadcaster | None = None,
+        on_published: Callable[[Event], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.broadcaster = broadcaster
+        self.on_published = on_published
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
         self.last_commit_seconds = 0.0
 
@@ -83,6 +99,7 @@ class Store:
         with transaction(self.engine) as session:
             tx = Tx(session)
             result = work(tx)
+            tx.flush_events()
             groups = {staff_id: staff_groups(session, staff_id) for staff_id in tx.staff_changed}
         self.last_commit_seconds = time.perf_counter() - started
         self._announce(tx, groups)
@@ -97,6 +114,8 @@ class Store:
             )
         for event in tx.events:
             self.broadcaster.publish_threadsafe(event)
+            if self.on_published is not None:
+                self.on_published(event)
 
     async def read(self, work: Callable[[Session], T]) -> T:
         return await asyncio.to_thread(self.read_blocking, work)

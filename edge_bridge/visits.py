@@ -1,7 +1,9 @@
 """Visit rules (CONTRACT §3): one implementation for RFID scans and the REST API.
 
 Each change runs inside a write transaction (`Tx`): it updates visits, supervisions and
-groups and appends the events that describe it; the store publishes them after the commit.
+groups and emits the events that describe it; the store inserts the events and publishes
+them after the commit. Lookups go through a per-transaction cache (`tx.cache`), so a batch of
+scans can preload what it needs in a few queries and the rules stay the same code.
 The decision for a scan is a pure function of the loaded state (`decide_scan`), so the table
 in the contract can be tested without a database.
 """
@@ -11,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from edge_bridge.errors import ConflictError, NotFoundError
 from edge_bridge.events import EventType, NewEvent, Source
@@ -70,34 +73,66 @@ def decide_scan(state: ScanState) -> tuple[Action, ScanResult]:
     return Action.TRANSFER, ScanResult.TRANSFERRED
 
 
-# --- lookups -----------------------------------------------------------------------------------
+def since_seconds(later: datetime, earlier: datetime | None) -> float | None:
+    return None if earlier is None else (later - earlier) / timedelta(seconds=1)
 
 
-def running_group_in_room(session: Session, room_id: int) -> ActiveGroup | None:
-    return session.exec(
-        select(ActiveGroup).where(
-            ActiveGroup.room_id == room_id, col(ActiveGroup.ended_at).is_(None)
-        )
-    ).first()
+# --- lookups, cached per transaction -----------------------------------------------------------
 
 
-def open_visit(session: Session, student_id: int) -> Visit | None:
-    return session.exec(
-        select(Visit).where(Visit.student_id == student_id, col(Visit.exit_time).is_(None))
-    ).first()
+def _cached(tx: Tx, name: str) -> dict[Any, Any]:
+    return tx.cache.setdefault(name, {})
 
 
-def running_group(session: Session, group_id: int) -> ActiveGroup:
-    group = session.get(ActiveGroup, group_id)
+def preload_open_visits(tx: Tx, student_ids: set[int]) -> None:
+    """Load the open visits of many students in one query."""
+    visits = _cached(tx, "open_visits")
+    wanted = student_ids - visits.keys()
+    if not wanted:
+        return
+    for student_id in wanted:
+        visits[student_id] = None
+    for visit in tx.session.exec(
+        select(Visit).where(col(Visit.student_id).in_(wanted), col(Visit.exit_time).is_(None))
+    ).all():
+        visits[visit.student_id] = visit
+
+
+def open_visit(tx: Tx, student_id: int) -> Visit | None:
+    preload_open_visits(tx, {student_id})
+    return _cached(tx, "open_visits")[student_id]
+
+
+def _running_groups(tx: Tx) -> dict[int, ActiveGroup]:
+    """Running groups by room, loaded once per transaction (there are only a few)."""
+    if "groups_by_room" not in tx.cache:
+        groups = tx.session.exec(select(ActiveGroup).where(col(ActiveGroup.ended_at).is_(None)))
+        tx.cache["groups_by_room"] = {group.room_id: group for group in groups.all()}
+    return tx.cache["groups_by_room"]
+
+
+def running_group_in_room(tx: Tx, room_id: int) -> ActiveGroup | None:
+    return _running_groups(tx).get(room_id)
+
+
+def running_group(tx: Tx, group_id: int) -> ActiveGroup:
+    group = tx.session.get(ActiveGroup, group_id)
     if group is None or group.ended_at is not None:
         msg = f"active group {group_id} not found or ended"
         raise NotFoundError(msg)
     return group
 
 
-def supervisor_ids(session: Session, group_id: int) -> list[int]:
+def room_name(tx: Tx, room_id: int) -> str:
+    rooms = _cached(tx, "room_names")
+    if not rooms:
+        rooms.update(dict(tx.session.exec(select(Room.id, Room.name)).all()))
+    return rooms.get(room_id, f"Raum {room_id}")
+
+
+def supervisor_ids(tx: Tx, group_id: int) -> list[int]:
     return list(
-        session.exec(
+        tx.session.exec(
             select(Supervision.staff_id)
             .where(Supervision.active_group_id == group_id, col(Supervision.ended_at).is_(None))
             .order_by(col(Supervision.staff_id))
@@ -105,88 +140,86 @@ def supervisor_ids(session: Session, group_id: int) -> list[int]:
     )
 
 
-def room_name(session: Session, room_id: int) -> str:
-    room = session.get(Room, room_id)
-    return room.name if room else f"Raum {room_id}"
-
-
 # --- changes -----------------------------------------------------------------------------------
 
 
-def _visit_data(session: Session, student: Student, group: ActiveGroup, source: Source) -> dict:
+def _visit_data(tx: Tx, student: Student, group: ActiveGroup, source: Source) -> dict[str, Any]:
     return {
         "student_id": student.id,
         "student_name": student.display_name,
         "room_id": group.room_id,
-        "room_name": room_name(session, group.room_id),
+        "room_name": room_name(tx, group.room_id),
         "activity_name": group.name,
         "source": str(source),
     }
 
 
 def _visit_event(
-    type_: EventType, session: Session, student: Student, group: ActiveGroup, source: Source
+    type_: EventType, tx: Tx, student: Student, group: ActiveGroup, source: Source
 ) -> NewEvent:
-    data = _visit_data(session, student, group, source)
+    data = _visit_data(tx, student, group, source)
     return NewEvent.for_group(type_, group.id, ogs_group_id=student.ogs_group_id, **data)  # type: ignore[arg-type]
+
+
+def _group_of(tx: Tx, visit: Visit) -> ActiveGroup:
+    group = tx.session.get(ActiveGroup, visit.active_group_id)
+    assert group is not None
+    return group
 
 
 def close_visit(tx: Tx, visit: Visit, student: Student, *, at: datetime, source: Source) -> None:
     visit.exit_time = max(at, visit.entry_time)
     tx.session.add(visit)
-    tx.session.flush()
-    group = tx.session.get(ActiveGroup, visit.active_group_id)
-    assert group is not None
-    tx.emit(_visit_event(EventType.STUDENT_CHECKOUT, tx.session, student, group, source))
+    _cached(tx, "open_visits")[student.id] = None
+    tx.emit(_visit_event(EventType.STUDENT_CHECKOUT, tx, student, _group_of(tx, visit), source))
 
 
 def check_in(
     tx: Tx, student: Student, group: ActiveGroup, *, at: datetime, source: Source
 ) -> ScanResult:
     """Open a visit in `group`, closing one elsewhere first (a transfer)."""
-    current = open_visit(tx.session, student.id)
+    current = open_visit(tx, student.id)
     if current is not None and current.active_group_id == group.id:
         msg = f"student {student.id} is already checked in to active group {group.id}"
         raise ConflictError(msg)
     if current is not None:
         close_visit(tx, current, student, at=at, source=source)
-    tx.session.add(Visit(student_id=student.id, active_group_id=group.id, entry_time=at))  # type: ignore[arg-type]
-    tx.session.flush()
-    tx.emit(_visit_event(EventType.STUDENT_CHECKIN, tx.session, student, group, source))
+    visit = Visit(student_id=student.id, active_group_id=group.id, entry_time=at)  # type: ignore[arg-type]
+    tx.session.add(visit)
+    _cached(tx, "open_visits")[student.id] = visit
+    tx.emit(_visit_event(EventType.STUDENT_CHECKIN, tx, student, group, source))
     return ScanResult.CHECKED_IN if current is None else ScanResult.TRANSFERRED
 
 
 def check_out(tx: Tx, student: Student, group_id: int, *, at: datetime, source: Source) -> None:
-    current = open_visit(tx.session, student.id)
+    current = open_visit(tx, student.id)
     if current is None or current.active_group_id != group_id:
         msg = f"student {student.id} is not checked in to active group {group_id}"
         raise NotFoundError(msg)
     close_visit(tx, current, student, at=at, source=source)
 
 
-def add_supervisor(tx: Tx, staff_id: int, group: ActiveGroup, *, at: datetime) -> bool:
-    """Make the staff member a supervisor of the group; False if they already were."""
-    if staff_id in supervisor_ids(tx.session, group.id):  # type: ignore[arg-type]
-        return False
-    tx.session.add(Supervision(staff_id=staff_id, active_group_id=group.id, started_at=at))  # type: ignore[arg-type]
-    tx.session.flush()
-    tx.supervision_changed(staff_id)
-    tx.emit(_activity_event(EventType.ACTIVITY_UPDATE, tx.session, group))
-    return True
-
-
-def _activity_event(
-    type_: EventType, session: Session, group: ActiveGroup, **extra: object
-) -> NewEvent:
+def _activity_event(type_: EventType, tx: Tx, group: ActiveGroup, **extra: object) -> NewEvent:
     return NewEvent.for_group(
         type_,
         group.id,  # type: ignore[arg-type]
         activity_name=group.name,
         room_id=group.room_id,
-        room_name=room_name(session, group.room_id),
-        supervisor_ids=supervisor_ids(session, group.id),  # type: ignore[arg-type]
+        room_name=room_name(tx, group.room_id),
+        supervisor_ids=supervisor_ids(tx, group.id),  # type: ignore[arg-type]
         **extra,
     )
+
+
+def add_supervisor(tx: Tx, staff_id: int, group: ActiveGroup, *, at: datetime) -> bool:
+    """Make the staff member a supervisor of the group; False if they already were."""
+    if staff_id in supervisor_ids(tx, group.id):  # type: ignore[arg-type]
+        return False
+    tx.session.add(Supervision(staff_id=staff_id, active_group_id=group.id, started_at=at))  # type: ignore[arg-type]
+    tx.session.flush()
+    tx.supervision_changed(staff_id)
+    tx.emit(_activity_event(EventType.ACTIVITY_UPDATE, tx, group))
+    return True
 
 
 def start_activity(tx: Tx, *, name: str, room_id: int, staff_id: int, at: datetime) -> ActiveGroup:
@@ -194,22 +227,23 @@ def start_activity(tx: Tx, *, name: str, room_id: int, staff_id: int, at: dateti
     if tx.session.get(Room, room_id) is None:
         msg = f"room {room_id} not found"
         raise NotFoundError(msg)
-    if running_group_in_room(tx.session, room_id) is not None:
+    if running_group_in_room(tx, room_id) is not None:
         msg = f"room {room_id} already has an active group"
         raise ConflictError(msg)
     group = ActiveGroup(name=name, room_id=room_id, started_at=at)
     tx.session.add(group)
     tx.session.flush()
+    _running_groups(tx)[room_id] = group
     tx.session.add(Supervision(staff_id=staff_id, active_group_id=group.id, started_at=at))  # type: ignore[arg-type]
     tx.session.flush()
     tx.supervision_changed(staff_id)
-    tx.emit(_activity_event(EventType.ACTIVITY_START, tx.session, group))
+    tx.emit(_activity_event(EventType.ACTIVITY_START, tx, group))
     return group
 
 
 def end_activity(tx: Tx, group_id: int, *, at: datetime) -> list[int]:
     """Close the group's open visits and supervisions, end it; returns who was checked out."""
-    group = running_group(tx.session, group_id)
+    group = running_group(tx, group_id)
     visits = tx.session.exec(
         select(Visit, Student)
         .join(Student, col(Student.id) == col(Visit.student_id))
@@ -217,13 +251,14 @@ def end_activity(tx: Tx, group_id: int, *, at: datetime) -> list[int]:
         .order_by(col(Visit.student_id))
     ).all()
     event = _activity_event(
-        EventType.ACTIVITY_END, tx.session, group, student_ids=[s.id for _, s in visits]
+        EventType.ACTIVITY_END, tx, group, student_ids=[s.id for _, s in visits]
     )
     for visit, student in visits:
         visit.exit_time = max(at, visit.entry_time)
         tx.session.add(visit)
+        _cached(tx, "open_visits")[student.id] = None
         if student.ogs_group_id is not None:
-            data = _visit_data(tx.session, student, group, Source.AUTOMATED)
+            data = _visit_data(tx, student, group, Source.AUTOMATED)
             tx.emit(
                 NewEvent.for_leaders(
                     EventType.STUDENT_CHECKOUT, group_id, ogs_group_id=student.ogs_group_id, **data
@@ -239,10 +274,7 @@ def end_activity(tx: Tx, group_id: int, *, at: datetime) -> list[int]:
         tx.supervision_changed(supervision.staff_id)
     group.ended_at = at
     tx.session.add(group)
+    _running_groups(tx).pop(group.room_id, None)
     tx.session.flush()
     tx.emit(event)
     return [s.id for _, s in visits]
-
-
-def since_seconds(later: datetime, earlier: datetime | None) -> float | None:
-    return None if earlier is None else (later - earlier) / timedelta(seconds=1)

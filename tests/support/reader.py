@@ -51,14 +51,27 @@ class TestReader:
         with self._lock:
             return self.feedback.setdefault(scan_id, queue.Queue())
 
-    def publish_raw(self, payload: bytes) -> None:
-        self.client.publish(self.topics.scan(self.device_id), payload, qos=1).wait_for_publish(5)
+    def publish_raw(self, payload: bytes, *, wait: bool = True) -> None:
+        info = self.client.publish(self.topics.scan(self.device_id), payload, qos=1)
+        if wait:
+            info.wait_for_publish(5)
 
-    def send(self, tag: str, *, scan_id: str | None = None, ts: datetime | None = None) -> str:
+    def send(
+        self,
+        tag: str,
+        *,
+        scan_id: str | None = None,
+        ts: datetime | None = None,
+        wait: bool = True,
+    ) -> str:
+        """Publish one scan at QoS 1; with wait=False it may sit in paho's queue (offline)."""
         scan_id = scan_id or uuid.uuid4().hex
         body = {"scan_id": scan_id, "tag": tag, "ts": format_ts(ts or datetime.now(UTC))}
-        self.publish_raw(json.dumps(body).encode())
+        self.publish_raw(json.dumps(body).encode(), wait=wait)
         return scan_id
+
+    def has_feedback(self, scan_id: str) -> bool:
+        return not self._queue(scan_id).empty()
 
     def wait_feedback(self, scan_id: str, timeout: float = 10.0) -> dict[str, Any]:
         try:

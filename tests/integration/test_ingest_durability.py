@@ -1,0 +1,73 @@
+"""Exactly one effect per scan through a bridge SIGKILL and a broker restart mid-stream."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from sqlmodel import Session, col, func, select
+
+from edge_bridge.models import EventRecord, ProcessedScan, Visit
+from tests.factories import school_document
+from tests.integration.conftest import System
+from tests.support.scanstream import ScanStream
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+STUDENT_TAGS = [s["tag"] for s in school_document()["students"]]
+DEVICES = ["reader-101", "reader-turnhalle", "reader-mensa"]
+
+
+def _assert_exactly_one_effect_each(system: System, stream: ScanStream) -> None:
+    with Session(system.engine) as session:
+        rows = session.exec(select(ProcessedScan)).all()
+        events = session.exec(select(func.count()).select_from(EventRecord)).one()
+        visits = session.exec(select(func.count()).select_from(Visit)).one()
+        closed = session.exec(
+            select(func.count()).select_from(Visit).where(col(Visit.exit_time).is_not(None))
+        ).one()
+    stored = {(row.device_id, row.scan_id): row.result for row in rows}
+    sent = {(scan.device_id, scan.scan_id): scan for scan in stream.scans}
+    assert set(stored) == set(sent)
+    for key, scan in sent.items():
+        assert scan.feedback is not None
+        assert scan.feedback["result"] == stored[key]  # a repeat re-sends the first result
+    results = Counter(stored.values())
+    assert events == results["checked_in"] + results["checked_out"] + 2 * results["transferred"]
+    assert visits == results["checked_in"] + results["transferred"]
+    assert closed == results["checked_out"] + results["transferred"]
+
+
+def test_a_bridge_killed_mid_stream_gives_every_scan_exactly_one_effect(
+    make_system: Callable[..., System],
+) -> None:
+    system = make_system(scan_debounce_seconds=0)
+    readers = {device: system.reader(device) for device in DEVICES}
+    stream = ScanStream(readers, STUDENT_TAGS, count=2000)
+
+    stream.publish(0, 2000)
+    answered_before_kill = stream.wait_answered(300, timeout=60)
+    system.server.kill()  # SIGKILL: no shutdown code runs
+    system.server.start(wait_ready=True)
+    stream.wait_answered(2000, timeout=120)
+
+    assert answered_before_kill < 2000  # the kill really happened mid-stream
+    _assert_exactly_one_effect_each(system, stream)
+
+
+def test_a_broker_restart_mid_stream_loses_nothing(make_system: Callable[..., System]) -> None:
+    system = make_system(scan_debounce_seconds=0, persistence=True)
+    readers = {device: system.reader(device) for device in DEVICES}
+    stream = ScanStream(readers, STUDENT_TAGS, count=600, seed=2)
+
+    stream.publish(0, 300)
+    answered_before_restart = stream.wait_answered(100, timeout=60)
+    system.broker.stop()
+    system.broker.start()
+    stream.publish(300, 600)
+    stream.wait_answered(600, timeout=120)
+
+    assert answered_before_restart < 600
+    _assert_exactly_one_effect_each(system, stream)
+    system.server.wait_ready(timeout_seconds=20)  # the bridge reconnected by itself

@@ -1,0 +1,89 @@
+"""Many scans from several test readers with end-to-end acknowledgement, like real readers.
+
+Each scan is re-published with the same scan_id until its feedback arrives (CONTRACT §3),
+so a bridge or broker that dies mid-stream loses nothing; the bridge's idempotency turns
+every repeat into a repeat of the stored feedback.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.support.reader import TestReader
+
+
+@dataclass
+class SentScan:
+    """One scan and the feedback it got (None until it arrives)."""
+
+    device_id: str
+    scan_id: str
+    tag: str
+    ts: datetime
+    sends: int = 0
+    last_sent: float = 0.0
+    feedback: dict[str, Any] | None = None
+
+
+@dataclass
+class ScanStream:
+    """Plans `count` scans over the readers and drives them until all are answered."""
+
+    readers: dict[str, TestReader]
+    tags: list[str]
+    count: int
+    seed: int = 1
+    scans: list[SentScan] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        devices = sorted(self.readers)
+        self.scans = [
+            SentScan(
+                rng.choice(devices), uuid.uuid4().hex, rng.choice(self.tags), datetime.now(UTC)
+            )
+            for _ in range(self.count)
+        ]
+
+    def publish(self, start: int, stop: int) -> None:
+        """Publish scans [start, stop) without waiting for broker acknowledgements."""
+        for scan in self.scans[start:stop]:
+            self._send(scan)
+
+    def _send(self, scan: SentScan) -> None:
+        reader = self.readers[scan.device_id]
+        reader.send(scan.tag, scan_id=scan.scan_id, ts=scan.ts, wait=False)
+        scan.sends += 1
+        scan.last_sent = time.monotonic()
+
+    def collect(self) -> int:
+        """Pick up arrived feedback; returns how many scans are answered."""
+        answered = 0
+        for scan in self.scans:
+            if scan.feedback is None and scan.sends:
+                reader = self.readers[scan.device_id]
+                if reader.has_feedback(scan.scan_id):
+                    scan.feedback = reader.wait_feedback(scan.scan_id, timeout=0.1)
+            answered += scan.feedback is not None
+        return answered
+
+    def wait_answered(self, minimum: int, *, timeout: float, resend_after: float = 3.0) -> int:
+        """Wait until `minimum` scans have feedback, re-publishing overdue ones; bounded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            answered = self.collect()
+            if answered >= minimum:
+                return answered
+            if time.monotonic() > deadline:
+                msg = f"only {answered} of {minimum} scans answered within {timeout} s"
+                raise TimeoutError(msg)
+            now = time.monotonic()
+            for scan in self.scans:
+                if scan.sends and scan.feedback is None and now - scan.last_sent > resend_after:
+                    self._send(scan)
+            time.sleep(0.05)  # polling feedback queues of thousands of scans; bounded above

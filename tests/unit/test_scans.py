@@ -1,0 +1,118 @@
+"""A batch of scans in one transaction: idempotency, order, debounce by read time, skew."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from edge_bridge.models import Device, EventRecord, ProcessedScan, Visit
+from edge_bridge.scans import Scan, record_scans
+from edge_bridge.store import Store
+from edge_bridge.wire import ScanResult
+
+MAX = "04A1B20000"
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _scan(device: str, scan_id: str, tag: str = MAX, *, seconds: float = 0) -> Scan:
+    return Scan(
+        device, scan_id, tag, NOW + timedelta(seconds=seconds), NOW + timedelta(seconds=seconds)
+    )
+
+
+def _record(engine: Engine, scans: list[Scan], *, debounce: float = 3) -> list[ScanResult]:
+    def work(tx):  # type: ignore[no-untyped-def]
+        devices = {d.id: d for d in tx.session.exec(select(Device)).all()}
+        items = [(scan, devices[scan.device_id]) for scan in scans]
+        return record_scans(tx, items, debounce_seconds=debounce)
+
+    return [outcome.result for outcome in Store(engine).write_blocking(work)]
+
+
+def _count(engine: Engine, model: type) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(model)).one()
+
+
+def test_in_out_in_within_one_batch_applies_in_order(school_engine: Engine) -> None:
+    results = _record(
+        school_engine,
+        [
+            _scan("reader-101", "a"),
+            _scan("reader-101", "b", seconds=4),
+            _scan("reader-101", "c", seconds=8),
+        ],
+    )
+
+    assert results == [ScanResult.CHECKED_IN, ScanResult.CHECKED_OUT, ScanResult.CHECKED_IN]
+    with Session(school_engine) as session:
+        visits = session.exec(select(Visit).order_by(col(Visit.id))).all()
+    assert [(v.exit_time is None) for v in visits] == [False, True]
+    assert _count(school_engine, EventRecord) == 3
+
+
+def test_a_transfer_within_one_batch_keeps_one_open_visit(school_engine: Engine) -> None:
+    results = _record(
+        school_engine, [_scan("reader-101", "a"), _scan("reader-turnhalle", "b", seconds=1)]
+    )
+
+    assert results == [ScanResult.CHECKED_IN, ScanResult.TRANSFERRED]
+    with Session(school_engine) as session:
+        open_groups = session.exec(
+            select(Visit.active_group_id).where(col(Visit.exit_time).is_(None))
+        ).all()
+    assert open_groups == [123]
+
+
+def test_the_same_scan_id_twice_in_a_batch_has_one_effect(school_engine: Engine) -> None:
+    results = _record(
+        school_engine, [_scan("reader-101", "a"), _scan("reader-101", "a", seconds=5)]
+    )
+
+    assert results == [ScanResult.CHECKED_IN, ScanResult.CHECKED_IN]
+    assert _count(school_engine, ProcessedScan) == 1
+    assert _count(school_engine, Visit) == 1
+
+
+def test_a_redelivery_in_a_later_batch_repeats_the_stored_outcome(school_engine: Engine) -> None:
+    _record(school_engine, [_scan("reader-101", "a")])
+
+    again = _record(school_engine, [_scan("reader-101", "a", seconds=10)])
+
+    assert again == [ScanResult.CHECKED_IN]
+    assert _count(school_engine, Visit) == 1
+
+
+def test_debounce_counts_from_the_last_accepted_scan_across_batches(school_engine: Engine) -> None:
+    first = _record(school_engine, [_scan("reader-101", "a")])
+    double_tap = _record(school_engine, [_scan("reader-101", "b", seconds=0.5)])
+    other_reader = _record(school_engine, [_scan("reader-turnhalle", "c", seconds=1)])
+
+    assert (first, double_tap, other_reader) == (
+        [ScanResult.CHECKED_IN],
+        [ScanResult.DUPLICATE],
+        [ScanResult.TRANSFERRED],
+    )
+
+
+def test_an_unknown_tag_is_not_an_accepted_scan_for_debounce(school_engine: Engine) -> None:
+    results = _record(
+        school_engine,
+        [_scan("reader-101", "a", "DEADBEEF00"), _scan("reader-101", "b", "DEADBEEF00", seconds=1)],
+    )
+
+    assert results == [ScanResult.UNKNOWN_TAG, ScanResult.UNKNOWN_TAG]
+
+
+def test_a_read_time_outside_the_skew_is_replaced_by_the_arrival_time(
+    school_engine: Engine,
+) -> None:
+    scan = Scan("reader-101", "a", MAX, NOW + timedelta(minutes=10), NOW)
+
+    _record(school_engine, [scan])
+
+    with Session(school_engine) as session:
+        visit = session.exec(select(Visit)).one()
+    assert visit.entry_time == NOW
