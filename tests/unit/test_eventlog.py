@@ -1,0 +1,84 @@
+"""The event log: ids in commit order, replay by group routing, pruning and resync."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.engine import Engine
+
+from edge_bridge.eventlog import EventLog
+from edge_bridge.events import EventType, NewEvent
+from edge_bridge.store import Store
+
+
+def _emit(store: Store, *events: NewEvent) -> list[int]:
+    def work(tx):  # type: ignore[no-untyped-def]
+        for event in events:
+            tx.emit(event)
+        return tx
+
+    tx = store.write_blocking(work)
+    return [event.id for event in tx.events]
+
+
+def _checkin(group: int, *, ogs: int | None = None) -> NewEvent:
+    return NewEvent.for_group(EventType.STUDENT_CHECKIN, group, ogs_group_id=ogs, student_id=1)
+
+
+def test_ids_increase_in_emit_order_across_transactions(engine: Engine) -> None:
+    store = Store(engine)
+
+    first = _emit(store, _checkin(1), _checkin(2))
+    second = _emit(store, _checkin(1))
+
+    assert first + second == sorted(first + second)
+    assert len(set(first + second)) == 3
+
+
+def test_replay_returns_only_the_routed_events_after_the_id(engine: Engine) -> None:
+    store, log = Store(engine), EventLog(engine, retention_seconds=3600)
+    ids = _emit(store, _checkin(1), _checkin(2), _checkin(3, ogs=7), _checkin(1))
+
+    replayed = log.events_after_blocking(
+        ids[0], active_group_ids=frozenset({1}), ogs_group_ids=frozenset({7})
+    )
+
+    assert replayed is not None
+    assert [event.id for event in replayed] == [ids[2], ids[3]]
+    assert replayed[0].envelope()["data"]["ogs_group_id"] == "7"
+
+
+def test_a_client_with_no_groups_replays_nothing(engine: Engine) -> None:
+    store, log = Store(engine), EventLog(engine, retention_seconds=3600)
+    _emit(store, _checkin(1))
+
+    assert (
+        log.events_after_blocking(0, active_group_ids=frozenset(), ogs_group_ids=frozenset()) == []
+    )
+
+
+def test_pruned_ids_ask_for_a_resync_and_newer_ones_still_replay(engine: Engine) -> None:
+    store, log = Store(engine), EventLog(engine, retention_seconds=60)
+    old = _emit(store, _checkin(1), _checkin(1))
+    later = datetime.now(UTC) + timedelta(minutes=5)
+
+    deleted = store.write_blocking(lambda tx: log.prune(tx.session, now=later))
+    new = _emit(store, _checkin(1))
+
+    groups = {"active_group_ids": frozenset({1}), "ogs_group_ids": frozenset()}
+    assert deleted == 2
+    assert log.events_after_blocking(old[0], **groups) is None
+    replayed = log.events_after_blocking(old[1], **groups)
+    assert replayed is not None and [event.id for event in replayed] == new
+    assert new[0] > old[1]  # ids are never reused after a prune
+
+
+def test_too_many_missed_events_ask_for_a_resync(engine: Engine) -> None:
+    store = Store(engine)
+    log = EventLog(engine, retention_seconds=3600, replay_limit=3)
+    _emit(store, *[_checkin(1) for _ in range(5)])
+
+    assert (
+        log.events_after_blocking(0, active_group_ids=frozenset({1}), ogs_group_ids=frozenset())
+        is None
+    )
