@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -24,6 +26,32 @@ STATIC_DIR = Path(__file__).parent / "static"
 async def _core_error(_request: Request, exc: Exception) -> JSONResponse:
     status_code = getattr(exc, "status_code", 500)
     return JSONResponse({"detail": str(exc)}, status_code=status_code)
+
+
+def _field_of(error: dict[str, Any]) -> str:
+    """`name` for a body field, `group_id (path)` for a parameter, `body` for the whole body."""
+    where, *path = error.get("loc") or ("body",)
+    if where != "body":
+        return f"{'.'.join(map(str, path))} ({where})"
+    if error.get("type") == "json_invalid" or not path:
+        return "body"
+    return ".".join(map(str, path))
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """422 with a readable `detail` naming each bad field, and the details under `errors`.
+
+    The submitted values are left out: a login body carries a password.
+    """
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in exc.errors()
+    ]
+    problems = "; ".join(f"{_field_of(error)}: {error['msg']}" for error in errors)
+    return JSONResponse(
+        {"detail": f"Invalid request: {problems}", "errors": errors}, status_code=422
+    )
 
 
 def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
@@ -52,6 +80,7 @@ def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
         by_address=SlidingWindowLimiter(limit=50, window_seconds=300),
     )
     app.add_exception_handler(EdgeBridgeError, _core_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     for router in (
         health.router,
         auth.router,

@@ -25,6 +25,13 @@ class ErrorOut(BaseModel):
     detail: str | list[dict[str, object]]
 
 
+class ValidationErrorOut(ErrorOut):
+    """422: `detail` names each bad field and says what is wrong; `errors` lists them one by one."""
+
+    detail: str
+    errors: list[dict[str, object]] = []
+
+
 # --- auth ---
 
 

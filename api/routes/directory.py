@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from sqlmodel import col, func, or_, select
 
 from api.deps import AdminStaff, CurrentStaff, SessionDep
-from api.schemas import ErrorOut, RoomPublic, StudentPublic, StudentTag
+from api.schemas import ErrorOut, RoomPublic, StudentPublic, StudentTag, ValidationErrorOut
 from edge_bridge.models import ActiveGroup, RfidTag, Room, Student
 
 router = APIRouter(prefix="/api", tags=["directory"])
@@ -32,7 +32,11 @@ def get_rooms(staff: CurrentStaff, session: SessionDep) -> list[RoomPublic]:
     ]
 
 
-@router.get("/students", response_model=list[StudentPublic], responses=_AUTH)
+@router.get(
+    "/students",
+    response_model=list[StudentPublic],
+    responses={**_AUTH, 422: {"model": ValidationErrorOut}},
+)
 def get_students(
     staff: CurrentStaff,
     session: SessionDep,

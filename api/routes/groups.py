@@ -14,6 +14,7 @@ from api.schemas import (
     ActiveGroupPublic,
     ErrorOut,
     ManualResult,
+    ValidationErrorOut,
     VisitCreate,
     VisitDisplay,
 )
@@ -25,7 +26,8 @@ from edge_bridge.visits import check_in, check_out, end_activity, running_group,
 
 router = APIRouter(prefix="/api/active/groups", tags=["active groups"])
 _AUTH = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
-_GROUP = {**_AUTH, 404: {"model": ErrorOut}}
+_INVALID = {422: {"model": ValidationErrorOut}}
+_GROUP = {**_AUTH, 404: {"model": ErrorOut}, **_INVALID}
 GroupId = Annotated[int, Path(ge=1)]
 
 
@@ -92,7 +94,7 @@ def require_supervisor(group_id: GroupId, staff: CurrentStaff, session: SessionD
 Supervisor = Annotated[Principal, Depends(require_supervisor)]
 
 
-@router.get("", response_model=list[ActiveGroupPublic], responses=_AUTH)
+@router.get("", response_model=list[ActiveGroupPublic], responses={**_AUTH, **_INVALID})
 def get_groups(
     staff: CurrentStaff,
     session: SessionDep,
@@ -107,7 +109,7 @@ def get_groups(
     "",
     response_model=ActiveGroupPublic,
     status_code=status.HTTP_201_CREATED,
-    responses={**_AUTH, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
+    responses={**_AUTH, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}, **_INVALID},
 )
 async def post_group(
     body: ActiveGroupCreate, staff: CurrentStaff, store: StoreDep
@@ -164,7 +166,7 @@ async def post_visit(
 ) -> ManualResult:
     def work(tx: Tx) -> str:
         student = _student(tx.session, body.student_id)
-        group = running_group(tx.session, group_id)
+        group = running_group(tx, group_id)
         return str(check_in(tx, student, group, at=utcnow(), source=Source.MANUAL))
 
     result = await store.write(work)

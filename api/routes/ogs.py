@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, status
 from sqlmodel import col, select
 
 from api.deps import CurrentStaff, SessionDep
-from api.schemas import ErrorOut, RosterEntry
+from api.schemas import ErrorOut, RosterEntry, ValidationErrorOut
 from edge_bridge.models import ActiveGroup, OgsGroup, OgsGroupLeader, Room, Student, Visit
 
 router = APIRouter(prefix="/api/ogs-groups", tags=["home groups"])
@@ -17,7 +17,12 @@ router = APIRouter(prefix="/api/ogs-groups", tags=["home groups"])
 @router.get(
     "/{group_id}/students",
     response_model=list[RosterEntry],
-    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+    responses={
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+        404: {"model": ErrorOut},
+        422: {"model": ValidationErrorOut},
+    },
 )
 def get_roster(
     group_id: Annotated[int, Path(ge=1)], staff: CurrentStaff, session: SessionDep

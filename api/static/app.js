@@ -2,8 +2,14 @@
  * Supervisor dashboard entry point: login and logout, the connection indicator, and routing
  * of stream events to the views.
  *
- * Lists are refetched on events (coalesced per list, 500 ms) rather than patched from event
- * data, so the server stays the one source of truth and a missed detail heals itself.
+ * A check-in or check-out is shown at once from the event's data, and the affected list is
+ * refetched as well (coalesced per list, 500 ms), so the server stays the one source of truth
+ * and a missed detail heals itself. Activity events only refetch.
+ *
+ * Test hook: `window.__sseOptions = { baseDelayMs, maxAttempts }`, set before this module
+ * loads (Playwright's `page.add_init_script`), shortens the reconnect backoff so browser tests
+ * need not wait 31 s for the red indicator. Other keys are ignored; without it the defaults
+ * (1 s, 2 s, 4 s, 8 s, 16 s; 5 attempts) apply.
  */
 
 import { ApiClient } from './api-client.js';
@@ -21,6 +27,16 @@ const STATUS_LABELS = {
   reconnecting: 'Verbindung wird wiederhergestellt …',
   failed: 'Verbindung fehlgeschlagen',
 };
+
+/** The backoff overrides of `window.__sseOptions` that are positive numbers (test hook). */
+function backoffOverrides() {
+  const options = window.__sseOptions ?? {};
+  const picked = {};
+  for (const key of ['baseDelayMs', 'maxAttempts']) {
+    if (Number.isFinite(options[key]) && options[key] > 0) picked[key] = options[key];
+  }
+  return picked;
+}
 
 const ROOM_EVENTS = new Set(['student_checkin', 'student_checkout']);
 const ACTIVITY_EVENTS = new Set(['activity_start', 'activity_end', 'activity_update']);
@@ -77,12 +93,14 @@ async function openDashboard() {
   startStream();
 }
 
-/** Back to the login screen: stream closed, timers cleared, tokens and data forgotten. */
+/** Back to the login screen: stream closed, timers cleared, tokens, cookie and data forgotten. */
 function endSession(message = null) {
   stopStream();
   refreshes.cancelAll();
   meTicket += 1;
   api.logout();
+  // The HttpOnly access cookie set at login is out of reach of scripts: the server drops it.
+  fetch('/api/auth/logout', { method: 'POST', credentials: 'same-origin' }).catch(() => {});
   rooms.clear();
   ogs.clear();
   clearToasts();
@@ -131,6 +149,7 @@ function refreshEverything() {
 function startStream() {
   stopStream();
   stream = new SseClient({
+    ...backoffOverrides(),
     url: '/api/sse/events',
     getToken: () => api.accessToken,
     refreshToken: () => api.refresh(),
@@ -172,6 +191,8 @@ function routeEvent(type, envelope, id) {
   resumable = true;
   const groupId = envelope?.active_group_id == null ? null : String(envelope.active_group_id);
   if (ROOM_EVENTS.has(type)) {
+    rooms.applyEvent(type, envelope);
+    ogs.applyEvent(type, envelope);
     if (groupId && rooms.has(groupId)) {
       refreshes.schedule(`group:${groupId}`, () => rooms.refreshGroup(groupId));
     } else if (groupId && !envelope?.data?.ogs_group_id) {

@@ -100,7 +100,31 @@ export function createOgsView({ api }) {
     }
   }
 
+  /**
+   * Moves a child's badge at once for a `student_checkin` / `student_checkout` of this home
+   * group; the refetch the caller schedules confirms it. A check-out from a group the child
+   * has already left (the first half of a transfer, arriving late) changes nothing.
+   */
+  function applyEvent(type, envelope) {
+    const data = envelope?.data ?? {};
+    const entry = data.ogs_group_id == null ? null : groups.get(String(data.ogs_group_id));
+    if (!entry || !entry.students || data.student_id == null) return;
+    const studentId = String(data.student_id);
+    const groupId = envelope.active_group_id == null ? null : String(envelope.active_group_id);
+    const students = entry.students.map((student) => {
+      if (String(student.student_id) !== studentId) return student;
+      if (type === 'student_checkin') {
+        return { ...student, status: 'present', active_group_id: groupId, room_name: data.room_name, since: envelope.timestamp };
+      }
+      if (String(student.active_group_id) !== groupId) return student;
+      return { ...student, status: 'away', active_group_id: null, room_name: null, since: null };
+    });
+    tracker.issue(String(data.ogs_group_id));
+    renderRoster(entry, students);
+  }
+
   function renderRoster(entry, students) {
+    entry.students = students;
     const sorted = [...students].sort((a, b) => compareNames(a.student_name, b.student_name));
     entry.els.list.replaceChildren(...sorted.map(studentRow));
     const present = students.filter((s) => s.status === 'present').length;
@@ -146,5 +170,5 @@ export function createOgsView({ api }) {
     emptyCard.remove();
   }
 
-  return { apply, refreshRoster, clear, has: (id) => groups.has(String(id)) };
+  return { apply, applyEvent, refreshRoster, clear, has: (id) => groups.has(String(id)) };
 }

@@ -163,6 +163,25 @@ export function createRoomView({ api, onGroupsChanged }) {
     }
   }
 
+  /**
+   * Shows a `student_checkin` / `student_checkout` at once, from the event's data. The caller
+   * also schedules a refetch, which confirms it; an answer already on its way is dropped, as it
+   * may predate the event.
+   */
+  function applyEvent(type, envelope) {
+    const id = envelope?.active_group_id == null ? null : String(envelope.active_group_id);
+    const entry = id === null ? null : groups.get(id);
+    const data = envelope?.data ?? {};
+    if (!entry || !entry.loaded || data.student_id == null) return;
+    const studentId = String(data.student_id);
+    const visits = entry.visits.filter((visit) => String(visit.student_id) !== studentId);
+    if (type === 'student_checkin') {
+      visits.push({ student_id: studentId, student_name: data.student_name, entry_time: envelope.timestamp });
+    }
+    tracker.issue(`visits:${id}`);
+    renderVisits(entry, visits);
+  }
+
   function renderVisits(entry, visits) {
     const before = new Set(entry.visits.map((visit) => String(visit.student_id)));
     const sorted = [...visits].sort((a, b) => compareNames(a.student_name, b.student_name));
@@ -378,6 +397,7 @@ export function createRoomView({ api, onGroupsChanged }) {
 
   return {
     apply,
+    applyEvent,
     refreshGroup,
     loadRooms,
     clear,
