@@ -1,18 +1,23 @@
 """`python -m simulator` / `edge-sim`: run an afternoon, send one scan, generate load, make data.
 
-Exit codes: `run` 0 when every scan was answered as predicted, 1 otherwise; `scan` 0 on a
-success result (duplicate included), 1 on unknown_tag / no_active_group / rejected, 2 when no
-answer came; `load` 0 when every scan was answered; 2 for unusable input everywhere.
+Exit codes: `run` 0 when every scan was answered as predicted, 1 otherwise, 128 + the signal
+number when SIGINT or SIGTERM stopped it (`run --loop` ends only so); `scan` 0 on a success
+result (duplicate included), 1 on unknown_tag / no_active_group / rejected, 2 when no answer
+came; `load` 0 when every scan was answered; 2 for unusable input everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,36 +54,71 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     data = _load_data(args)
     present = _read_model(args.initial_model) if args.initial_model else None
-    plan = build_plan(
-        data,
-        PlanOptions(
-            devices=args.devices,
-            students=args.students,
-            duration_seconds=args.duration,
-            rate=args.rate,
-            seed=args.seed,
-            debounce_seconds=args.debounce,
-            flaky=args.flaky,
-        ),
-        present=present,
-    )
-    display = Display(
-        color=False if args.no_color else None,
-        quiet=args.quiet,
-        room_names={d.id: d.room_name for d in plan.devices},
-    )
+    broker = _broker(args)
+    display = Display(color=False if args.no_color else None, quiet=args.quiet)
     options = RunOptions(
         speed=args.speed,
         connect_timeout_seconds=args.connect_timeout,
         reader=_reader_options(args),
     )
-    report = run_afternoon(plan, _broker(args), options=options, sink=display)
-    display.show_summary(report)
-    if args.model_out:
-        _write_json(args.model_out, {"present": dict(report.present)})
-    if args.summary_out:
-        _write_json(args.summary_out, report.to_dict())
-    return 0 if report.ok else 1
+    ok = True
+    with _stopped_by_signals() as stopped:
+        for number in itertools.count() if args.loop else range(1):
+            plan = build_plan(data, _plan_options(args, seed=args.seed + number), present=present)
+            display.room_names = {d.id: d.room_name for d in plan.devices}
+            if args.loop:
+                print(f"Afternoon {number + 1} (seed {args.seed + number})", flush=True)
+            report = run_afternoon(plan, broker, options=options, sink=display, stop=stopped)
+            if stopped.is_set():
+                print(f"edge-sim: stopped after {report.sent} scans", file=sys.stderr)
+                return 128 + (stopped.signum or signal.SIGINT)
+            display.show_summary(report)
+            if args.model_out:
+                _write_json(args.model_out, {"present": dict(report.present)})
+            if args.summary_out:
+                _write_json(args.summary_out, report.to_dict())
+            ok = ok and report.ok
+            present = report.present
+    return 0 if ok else 1
+
+
+def _plan_options(args: argparse.Namespace, *, seed: int) -> PlanOptions:
+    return PlanOptions(
+        devices=args.devices,
+        students=args.students,
+        duration_seconds=args.duration,
+        rate=args.rate,
+        seed=seed,
+        debounce_seconds=args.debounce,
+        flaky=args.flaky,
+    )
+
+
+class _StopEvent(threading.Event):
+    """Set by SIGINT or SIGTERM; remembers which."""
+
+    signum: int | None = None
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[_StopEvent]:
+    """An event that SIGINT and SIGTERM set (instead of killing the run), so the readers
+    still say goodbye (retained `online: false`) before the process ends."""
+    stopped = _StopEvent()
+
+    def handle(signum: int, _frame: object) -> None:
+        stopped.signum = signum
+        stopped.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stopped
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stopped
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _scan(args: argparse.Namespace) -> int:
@@ -216,6 +256,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--initial-model", metavar="FILE", help="who is present at the start")
     run.add_argument("--summary-out", metavar="FILE", help="write the summary as JSON")
     run.add_argument("--quiet", action="store_true", help="no line per answer")
+    run.add_argument(
+        "--loop",
+        action="store_true",
+        help="play afternoons until stopped (seed, seed+1, …; each starts where the last ended)",
+    )
     run.add_argument("--no-color", action="store_true")
 
     scan = sub.add_parser("scan", parents=[common, mqtt], help="send one scan")

@@ -56,14 +56,16 @@ def format_feedback(
     expected: ScanResult | None = None,
     color: bool = False,
     now: datetime | None = None,
+    width: int = 24,
 ) -> str:
-    """One line per answer: time, reader, LED, display text, result (and a mismatch mark)."""
+    """One line per answer: time, reader, LED, display text, result (and a mismatch mark);
+    the reader and its room fill a column `width` characters wide."""
     ansi, word = _LED.get(feedback.result, (_RED, "err"))
     text = feedback.message or _FALLBACK_MESSAGES.get(feedback.result, str(feedback.result))
     clock = (now or datetime.now()).strftime("%H:%M:%S")
     where = f"{feedback.device_id} {room_name}".strip()
     led = f"{ansi}●{_RESET} {ansi}{_BOLD}{text}{_RESET}" if color else f"[{word}] {text}"
-    line = f"{clock} {where:<24} {led}  ({feedback.result})"
+    line = f"{clock} {where:<{width}} {led}  ({feedback.result})"
     if expected is not None and expected != feedback.result:
         mark = f"MISMATCH expected {expected}"
         line += f"  {_RED}{_BOLD}{mark}{_RESET}" if color else f"  {mark}"
@@ -120,6 +122,16 @@ class Display:
         self.quiet = quiet
         self.room_names = dict(room_names or {})
 
+    @property
+    def room_names(self) -> dict[str, str]:
+        """device id → room name; the reader column is as wide as the longest pair."""
+        return self._room_names
+
+    @room_names.setter
+    def room_names(self, names: Mapping[str, str]) -> None:
+        self._room_names = dict(names)
+        self._width = max([24, *(len(f"{d} {r}") for d, r in self._room_names.items())])
+
     def show_feedback(self, feedback: Feedback, scan: PlannedScan | None) -> None:
         if self.quiet:
             return
@@ -128,6 +140,7 @@ class Display:
             room_name=self.room_names.get(feedback.device_id, ""),
             expected=scan.expected if scan else None,
             color=self.color,
+            width=self._width,
         )
         print(line, file=self.stream, flush=True)
 

@@ -76,12 +76,16 @@ class Fleet:
     def stats(self) -> dict[str, ReaderStats]:
         return {device_id: r.stats() for device_id, r in self.readers.items()}
 
-    def stop(self) -> None:
+    def stop(self, *, timeout: float = 2.0) -> None:
+        """Switch every reader off; waiting for their goodbyes takes `timeout` at most in all."""
         self._stop.set()
         if self._ticker is not None:
-            self._ticker.join(timeout=2)
+            self._ticker.join(timeout=timeout)
         for reader in self.readers.values():
-            reader.stop()
+            reader.expect_stop()
+        deadline = time.monotonic() + timeout
+        for reader in self.readers.values():
+            reader.stop(timeout=max(0.0, deadline - time.monotonic()))
 
     def _tick(self) -> None:
         while not self._stop.wait(_TICK_SECONDS):

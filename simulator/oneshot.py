@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 
 from edge_bridge.wire import SUCCESS_RESULTS, ScanResult
 from simulator.broker import BrokerConfig
 from simulator.reader import Feedback, Reader, ReaderOptions
+
+logger = logging.getLogger(__name__)
 
 EXIT_SUCCESS = 0
 EXIT_REFUSED = 1  # unknown_tag, no_active_group, rejected
@@ -37,6 +40,13 @@ def send_one_scan(
     reader.start()
     try:
         if not reader.wait_connected(timeout_seconds):
+            logger.warning(
+                "No connection to the broker device_id=%s broker=%s:%d timeout_seconds=%g",
+                device_id,
+                broker.host,
+                broker.port,
+                timeout_seconds,
+            )
             return None
         scan_id = reader.scan(tag)
         while (remaining := deadline - time.monotonic()) > 0:

@@ -174,6 +174,12 @@ class Reader:
         self._client.loop_stop()
         self._log.info("Reader went offline device_id=%s", self.device_id)
 
+    def expect_stop(self) -> None:
+        """From now on a lost connection is part of switching off: no warning, no reconnect
+        flush. A fleet calls it on every reader first, as the broker may be going down too."""
+        with self._lock:
+            self._wanted_online = False
+
     def stop(self, *, timeout: float = 2.0) -> None:
         """Switch off cleanly: retained `online: false`, disconnect, stop the network thread."""
         with self._lock:
@@ -182,8 +188,13 @@ class Reader:
             self._connected_event.clear()
         if was_connected:
             info = self._publish_status(online=False)
-            if info is not None:
-                info.wait_for_publish(timeout)
+            try:
+                if info is not None:
+                    info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:  # the connection dropped meanwhile
+                self._log.info(
+                    "Offline status not sent device_id=%s reason=%s", self.device_id, exc
+                )
         self._client.disconnect()
         self._client.loop_stop()
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import simulator.__main__ as simulator_main
 from edge_bridge.wire import ScanResult
 from simulator.__main__ import main
 from simulator.broker import BrokerConfig, BrokerConfigError, load_credentials
+from simulator.data import SimData
 from simulator.oneshot import exit_code_for
+from simulator.report import build_report
+from simulator.scenario import Plan, PlanOptions
 
 
 @pytest.mark.parametrize(
@@ -107,3 +114,37 @@ def test_scan_needs_a_device_and_a_tag() -> None:
         main(["scan", "--tag", "04A1B2C3D4"])
 
     assert info.value.code == 2
+
+
+def test_run_loop_plays_afternoon_after_afternoon_until_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "school.json"
+    main(
+        ["make-data", "--rooms", "2", "--students", "4", "--closed-rooms", "0", "--out", str(data)]
+    )
+    plans: list[tuple[int, dict[str, str], dict[str, str]]] = []  # seed, start, end
+    real_build_plan = simulator_main.build_plan
+
+    def recording_build_plan(data: SimData, options: PlanOptions, *, present: Any = None) -> Plan:
+        plan = real_build_plan(data, options, present=present)
+        plans.append((options.seed, dict(present or {}), dict(plan.present)))
+        return plan
+
+    def fake_run(plan: Plan, broker: object, *, stop: threading.Event, **_: object) -> Any:
+        if len(plans) == 3:
+            stop.set()  # as SIGINT or SIGTERM would
+        return build_report(plan, sent={}, received={}, reader_stats={}, elapsed_seconds=0.0)
+
+    monkeypatch.setattr(simulator_main, "build_plan", recording_build_plan)
+    monkeypatch.setattr(simulator_main, "run_afternoon", fake_run)
+
+    code = main(["run", "--loop", "--seed", "5", "--duration", "60", "--data", str(data)])
+
+    out = capsys.readouterr()
+    assert code == 128 + signal.SIGINT
+    assert [seed for seed, _, _ in plans] == [5, 6, 7]
+    assert [start for _, start, _ in plans] == [{}, plans[0][2], plans[1][2]]
+    assert "Afternoon 1 (seed 5)" in out.out
+    assert "Afternoon 3 (seed 7)" in out.out
+    assert "stopped after 0 scans" in out.err

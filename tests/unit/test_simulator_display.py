@@ -130,3 +130,18 @@ def test_summary_lists_the_first_mismatches_and_fails() -> None:
     assert "t=0.0s reader-101 student:456 move: expected transferred, got duplicate" in text
     assert "… and 2 more" in text
     assert text.endswith("FAILED")
+
+
+def test_answers_line_up_even_when_a_reader_and_its_room_are_long() -> None:
+    stream = io.StringIO()
+    display = Display(stream, color=False, room_names={"reader-101": "Raum 101"})
+    display.room_names = {"reader-101": "Raum 101", "reader-turnhalle": "Große Turnhalle"}
+
+    display.show_feedback(make_feedback(), None)
+    display.show_feedback(
+        Feedback("reader-turnhalle", "s2", ScanResult.CHECKED_IN, "Hallo Emma!", None, 0.01, 0),
+        None,
+    )
+
+    first, second = stream.getvalue().splitlines()
+    assert first.index("[ok]") == second.index("[ok]")

@@ -363,3 +363,37 @@ def test_stop_says_offline_retained_and_disconnects() -> None:
     last = client.published[-1]
     assert (last.topic, last.retain, last.json()["online"]) == (STATUS_TOPIC, True, False)
     assert client.disconnects
+
+
+class _FailedInfo:
+    def wait_for_publish(self, timeout: float | None = None) -> None:
+        raise RuntimeError("Message publish failed: The client is not currently connected.")
+
+
+def test_stop_still_disconnects_when_the_connection_dropped_during_the_goodbye() -> None:
+    client = FakeClient()
+    reader, _ = make_reader(client)
+    reader.start()
+    client.accept()
+    client.publish = lambda *args, **kwargs: _FailedInfo()  # type: ignore[method-assign]
+
+    reader.stop()
+
+    assert client.disconnects
+    assert not reader.is_connected
+
+
+def test_a_connection_lost_while_switching_off_is_not_reported_as_a_problem(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = FakeClient()
+    reader, _ = make_reader(client)
+    reader.start()
+    client.accept()
+
+    reader.expect_stop()
+    client.drop()
+    reader.stop()
+
+    assert "lost its connection" not in caplog.text
+    assert client.disconnects
