@@ -61,6 +61,7 @@ class Inbound:
     qos: int
     received: float
     received_at: datetime
+    connection: int  # which connection it came on: acks only go back on that one
 
 
 @dataclass(slots=True)
@@ -96,6 +97,7 @@ class Ingest:
         self._worker: asyncio.Task[None] | None = None
         self._client = self._make_client()
         self._accepting = True
+        self._connection = 0
 
     # --- lifecycle ---
 
@@ -180,6 +182,7 @@ class Ingest:
             if getattr(reason_code, "is_failure", False):
                 logger.warning("MQTT connect refused reason=%s", reason_code)
                 return
+            self._connection += 1
             client.subscribe([(self.topics.all_scans, 1), (self.topics.all_statuses, 1)])
             client.publish(self.topics.bridge_status, b'{"online":true}', qos=1, retain=True)
             self.connected.set()
@@ -216,6 +219,7 @@ class Ingest:
                 message.qos,
                 time.perf_counter(),
                 utcnow(),
+                self._connection,
             )
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self._queue.put_nowait, inbound)
@@ -343,7 +347,9 @@ class Ingest:
         self._client.publish(self.topics.feedback(device_id), payload, qos=1)
 
     def _ack(self, inbound: Inbound) -> None:
-        if inbound.qos > 0:
+        """Acknowledge on the connection the message came on; after a reconnect its message id
+        may belong to another, uncommitted scan, and the broker redelivers this one anyway."""
+        if inbound.qos > 0 and inbound.connection == self._connection:
             self._client.ack(inbound.mid, inbound.qos)
 
 
