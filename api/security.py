@@ -52,10 +52,20 @@ def token_from_request(request: Request) -> tuple[str | None, str]:
     return None, "none"
 
 
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
 def verify_request_token(request: Request, secret: str) -> TokenClaims:
+    """The claims of the request's access token; 401 (logged without the token) otherwise."""
     token, source = token_from_request(request)
     if token is None:
-        logger.info("Auth refused reason=missing_token source=%s path=%s", source, request.url.path)
+        logger.info(
+            "Auth refused reason=missing_token source=%s path=%s client=%s",
+            source,
+            request.url.path,
+            _client(request),
+        )
         msg = "Not authenticated"
         raise _unauthorized(msg)
     try:
@@ -63,10 +73,10 @@ def verify_request_token(request: Request, secret: str) -> TokenClaims:
     except TokenError as exc:
         logger.warning(
             "Auth refused reason=%s source=%s path=%s client=%s",
-            str(exc).replace(" ", "_"),
+            exc.reason,
             source,
             request.url.path,
-            request.client.host if request.client else "-",
+            _client(request),
         )
         msg = f"Invalid access token: {exc}"
         raise _unauthorized(msg) from None
@@ -78,7 +88,12 @@ async def authenticate(request: Request) -> Principal:
     claims = verify_request_token(request, state.settings.jwt_secret)
     staff = await run_in_threadpool(state.staff_cache.get, claims.staff_id)
     if staff is None:
-        logger.warning("Auth refused reason=unknown_staff staff_id=%s", claims.staff_id)
+        logger.warning(
+            "Auth refused reason=unknown_staff staff_id=%s path=%s client=%s",
+            claims.staff_id,
+            request.url.path,
+            _client(request),
+        )
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Not a staff member")
     return principal_of(staff, claims)
 

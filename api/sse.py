@@ -1,9 +1,11 @@
 """`GET /api/sse/events`: the hub's events as Server-Sent Events (CONTRACT §5).
 
 Authentication happens in a dependency, so a bad token gets a 401 JSON answer, never a 200
-that closes. Each event is encoded once and the same bytes go to every client. The stream
-ends when the access token expires, when the hub closes a slow client (it reconnects with
-`Last-Event-ID` and replays), or on shutdown.
+that closes. Each event is encoded once and the same bytes go to every client. The
+`connected` frame carries an `id:` too (the last event id before this stream began), so a
+client that disconnects before its first event still resumes without a gap. The stream ends,
+always with a complete response, when the access token expires, when the hub closes a slow
+client (it reconnects with `Last-Event-ID` and replays), or on shutdown.
 """
 
 from __future__ import annotations
@@ -18,38 +20,50 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from api.deps import AdminStaff, CurrentStaff, HubDep, StoreDep
 from api.schemas import ErrorOut, SseStats
 from api.security import Principal
 from edge_bridge.eventlog import staff_groups
-from edge_bridge.events import Event
-from edge_bridge.hub import Hub
+from edge_bridge.events import Event, EventType
+from edge_bridge.hub import Hub, Subscription
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/sse", tags=["events"])
 
 RETRY_MS = 1000
 SEND_TIMEOUT_SECONDS = 10.0
+SHUTDOWN_GRACE_SECONDS = 1.0  # below uvicorn's timeout_graceful_shutdown (3 s in cli.py)
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_STREAM_LOCAL = frozenset({EventType.CONNECTED, EventType.RESYNC})
 _CACHE_SIZE = 2048
-_encoded: OrderedDict[int, bytes] = OrderedDict()
+_MAX_ID_DIGITS = 18  # fits a signed 64-bit database integer
+# Recently encoded frames by event id; the event object is kept to check identity, so a
+# stream-local frame reusing an id (`resync`) or another app in this process never gets
+# someone else's bytes.
+_encoded: OrderedDict[int, tuple[Event, bytes]] = OrderedDict()
 
 
 def encode_event(event: Event) -> bytes:
-    """The SSE frame of an event; log events are encoded once and shared by every client."""
-    if event.id and (cached := _encoded.get(event.id)) is not None:
-        return cached
+    """The SSE frame of an event; a published event is encoded once and shared by every client."""
+    cached = _encoded.get(event.id)
+    if cached is not None and cached[0] is event:
+        return cached[1]
     data = json.dumps(event.envelope(), ensure_ascii=False, separators=(",", ":"))
     frame = f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode()
-    if event.id:
-        _encoded[event.id] = frame
+    if event.type not in _STREAM_LOCAL:
+        _encoded[event.id] = (event, frame)
         if len(_encoded) > _CACHE_SIZE:
             _encoded.popitem(last=False)
     return frame
 
 
-def _connected_frame(staff: Principal, active: frozenset[int], ogs: frozenset[int]) -> bytes:
+def connected_frame(
+    staff: Principal, active: frozenset[int], ogs: frozenset[int], *, start_after_id: int
+) -> bytes:
+    """`retry:`, then `connected`; its `id:` is where a client that saw nothing else resumes."""
     body = {
         "status": "ready",
         "user_id": str(staff.staff_id),
@@ -57,17 +71,67 @@ def _connected_frame(staff: Principal, active: frozenset[int], ogs: frozenset[in
         "ogs_groups": [str(g) for g in sorted(ogs)],
     }
     data = json.dumps(body, separators=(",", ":"))
-    return f"retry: {RETRY_MS}\n\nevent: connected\ndata: {data}\n\n".encode()
+    return f"retry: {RETRY_MS}\n\nid: {start_after_id}\nevent: connected\ndata: {data}\n\n".encode()
 
 
-def _parse_last_event_id(header: str | None, query: str | None) -> int | None:
-    raw = header if header is not None else query
-    if raw is None or raw.strip() == "":
+class StreamShutdown:
+    """Given to sse-starlette as its `shutdown_event`: server shutdown closes the subscription.
+
+    Intentional divergence: sse-starlette expects an `anyio.Event` and only ever calls `set()`
+    on it (when uvicorn got SIGTERM). Waiting on a real event would cost a task per stream;
+    this object instead ends our iterator at once, so every stream finishes with a complete
+    response (the final chunk) inside the grace period rather than being cancelled mid-body.
+    """
+
+    __slots__ = ("_is_set", "subscription")
+
+    def __init__(self) -> None:
+        self.subscription: Subscription | None = None
+        self._is_set = False
+
+    def set(self) -> None:
+        self._is_set = True
+        if self.subscription is not None:
+            self.subscription.close("shutdown")
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    def attach(self, subscription: Subscription) -> None:
+        self.subscription = subscription
+        if self._is_set:
+            subscription.close("shutdown")
+
+
+class EventStreamResponse(EventSourceResponse):
+    """sse-starlette's response, where a client that stops reading is an expected outcome.
+
+    When a send waits longer than `send_timeout` (the client stopped reading and its socket
+    buffers are full), sse-starlette raises `SendTimeoutError`; uncaught, uvicorn logs it as
+    an application error with a traceback. Here it is one warning line; the connection is then
+    closed and the browser reconnects with `Last-Event-ID`.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            client = scope.get("client") or ("-", 0)
+            logger.warning(
+                "SSE client closed reason=send_timeout client=%s timeout_s=%s",
+                client[0],
+                self.send_timeout,
+            )
+
+
+def parse_last_event_id(header: str | None, query: str | None) -> int | None:
+    """The id to resume after: the `Last-Event-ID` header, else the `last_event_id` parameter."""
+    raw = (header or "").strip() or (query or "").strip()
+    if not raw:
         return None
-    if not raw.strip().isdigit():
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, detail=f"Last-Event-ID must be a number, got: {raw[:20]!r}"
-        )
+    if not (raw.isascii() and raw.isdecimal() and len(raw) <= _MAX_ID_DIGITS):
+        msg = f"Last-Event-ID must be a non-negative event id, got: {raw[:20]!r}"
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=msg)
     return int(raw)
 
 
@@ -77,30 +141,37 @@ async def _stream(
     store: StoreDep,
     groups: tuple[frozenset[int], frozenset[int]],
     last_event_id: int | None,
+    shutdown: StreamShutdown,
 ) -> AsyncIterator[bytes]:
     active, ogs = groups
+    loop = asyncio.get_running_loop()
     async with hub.subscribe(
         staff_id=staff.staff_id,
         active_group_ids=active,
         ogs_group_ids=ogs,
         last_event_id=last_event_id,
     ) as subscription:
-        # A supervision may have changed between the lookup and the registration.
-        now_groups = await store.read(lambda session: staff_groups(session, staff.staff_id))
-        if now_groups != groups:
-            subscription.set_groups(*now_groups)
-        yield _connected_frame(staff, *now_groups)
+        shutdown.attach(subscription)
+        # Ends the stream when the token expires: closing the subscription ends the loop
+        # below at once, with no cancellation thrown into sse-starlette's send.
+        expiry = loop.call_later(
+            max(0.0, staff.expires_at - time.time()), subscription.close, "token_expired"
+        )
         try:
-            async with asyncio.timeout(max(0.0, staff.expires_at - time.time())):
-                async for event in subscription:
-                    yield encode_event(event)
-        except TimeoutError:
-            logger.info("SSE stream ended reason=token_expired user_id=%s", staff.staff_id)
+            # A supervision may have changed between the lookup and the registration.
+            now_groups = await store.read(lambda session: staff_groups(session, staff.staff_id))
+            if now_groups != groups:
+                subscription.set_groups(*now_groups)
+            yield connected_frame(staff, *now_groups, start_after_id=subscription.start_after_id)
+            async for event in subscription:
+                yield encode_event(event)
+        finally:
+            expiry.cancel()
 
 
 @router.get(
     "/events",
-    response_class=EventSourceResponse,
+    response_class=EventStreamResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
         400: {"model": ErrorOut},
@@ -115,16 +186,19 @@ async def get_events(
     store: StoreDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[str | None, Query(max_length=20)] = None,
-) -> EventSourceResponse:
-    resume_from = _parse_last_event_id(last_event_id_header, last_event_id)
+) -> EventStreamResponse:
+    resume_from = parse_last_event_id(last_event_id_header, last_event_id)
     groups = await store.read(lambda session: staff_groups(session, staff.staff_id))
     settings = request.app.state.settings
-    return EventSourceResponse(
-        _stream(hub, staff, store, groups, resume_from),
+    shutdown = StreamShutdown()
+    return EventStreamResponse(
+        _stream(hub, staff, store, groups, resume_from, shutdown),
         headers=HEADERS,
         ping=settings.sse_heartbeat_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
         send_timeout=SEND_TIMEOUT_SECONDS,
+        shutdown_event=shutdown,  # type: ignore[arg-type]  # see StreamShutdown
+        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
     )
 
 

@@ -78,6 +78,7 @@ class Subscription:
         "closed_reason",
         "ogs_group_ids",
         "staff_id",
+        "start_after_id",
     )
 
     def __init__(
@@ -93,6 +94,9 @@ class Subscription:
         self.active_group_ids = active_group_ids
         self.ogs_group_ids = ogs_group_ids
         self.closed_reason: str | None = None
+        # Events with larger ids follow on this stream: the id a client that has seen
+        # nothing else resumes from (set when it registers, or the replay's starting point).
+        self.start_after_id = 0
         self._buffer: deque[Event] = deque()
         self._capacity = hub.buffer_size
         self._waiter: asyncio.Future[None] | None = None
@@ -271,6 +275,8 @@ class Hub:
     ) -> AsyncIterator[Subscription]:
         # Register first so live events buffer while the missed ones are looked up.
         self._register(sub)
+        if last_event_id is not None:
+            sub.start_after_id = last_event_id
         reason = "closed"
         try:
             if last_event_id is not None:
@@ -373,6 +379,8 @@ class Hub:
         return None if missed is None else sorted(missed, key=lambda event: event.id)
 
     def _register(self, sub: Subscription) -> None:
+        # Every event with a larger id is published after this point and reaches `sub`.
+        sub.start_after_id = self.last_event_id
         self._subscriptions.add(sub)
         self._by_staff.setdefault(sub.staff_id, set()).add(sub)
         _index(self._active_index, sub, (), sub.active_group_ids)

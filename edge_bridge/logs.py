@@ -24,17 +24,31 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Rewrites every record's final message through `redact` before any handler sees it."""
+    """Rewrites every record's final message and traceback through `redact` before output.
+
+    Never raises: a record whose arguments do not fit its format passes unchanged, and the
+    handler then reports it as logging does, instead of the error reaching the caller.
+    """
+
+    _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # the handler's own error path reports it
+            return True
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
 
 
 def configure_logging(level: str = "INFO") -> None:
+    """One stderr handler on the root logger, with redaction; uvicorn's loggers propagate to it."""
     handler = logging.StreamHandler()
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")

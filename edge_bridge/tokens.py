@@ -13,7 +13,25 @@ TokenType = Literal["access", "refresh"]
 
 
 class TokenError(Exception):
-    """A token was refused; the message says why and never contains the token."""
+    """A token was refused; the message says why and never contains the token.
+
+    `reason` is a short snake_case word for log lines (`reason=expired`).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# PyJWT's refusal → our log reason; anything else is `invalid`.
+_REASONS: dict[type[jwt.InvalidTokenError], str] = {
+    jwt.InvalidAlgorithmError: "wrong_algorithm",
+    jwt.InvalidSignatureError: "bad_signature",
+    jwt.MissingRequiredClaimError: "missing_claim",
+    jwt.DecodeError: "malformed",
+    jwt.ImmatureSignatureError: "not_yet_valid",
+}
+_MAX_ID_DIGITS = 18  # fits a signed 64-bit database integer
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +65,11 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+def _is_staff_id(sub: str) -> bool:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    return sub.isascii() and sub.isdecimal() and len(sub) <= _MAX_ID_DIGITS
+
+
 def decode_token(token: str, *, secret: str, expected_type: TokenType = "access") -> TokenClaims:
     """Verify signature (HS256 only), expiry and type; raise TokenError with a reason."""
     try:
@@ -58,15 +81,16 @@ def decode_token(token: str, *, secret: str, expected_type: TokenType = "access"
         )
     except jwt.ExpiredSignatureError:
         msg = "token expired"
-        raise TokenError(msg) from None
+        raise TokenError(msg, reason="expired") from None
     except jwt.InvalidTokenError as exc:
+        reason = next((r for t, r in _REASONS.items() if isinstance(exc, t)), "invalid")
         msg = f"invalid token: {type(exc).__name__}"
-        raise TokenError(msg) from None
+        raise TokenError(msg, reason=reason) from None
     if claims.get("typ") != expected_type:
         msg = f"wrong token type: expected {expected_type}"
-        raise TokenError(msg)
+        raise TokenError(msg, reason="wrong_type")
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub.isdigit():
+    if not isinstance(sub, str) or not _is_staff_id(sub):
         msg = "subject is not a staff id"
-        raise TokenError(msg)
+        raise TokenError(msg, reason="bad_subject")
     return TokenClaims(int(sub), expected_type, claims.get("admin") is True, float(claims["exp"]))

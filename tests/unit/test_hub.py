@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -640,34 +639,6 @@ def test_update_staff_without_open_subscriptions_does_nothing() -> None:
 # Threads and shutdown
 
 
-def test_publish_threadsafe_from_four_threads_delivers_every_event_once() -> None:
-    async def scenario() -> None:
-        hub = Hub(buffer_size=1000)
-        await hub.start()
-        start_together = threading.Barrier(4)
-
-        def publish_batch(first_id: int) -> None:
-            start_together.wait(timeout=WAIT_SECONDS)
-            for event_id in range(first_id, first_id + 250):
-                hub.publish_threadsafe(make_event(event_id, 10))
-
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
-            threads = [
-                threading.Thread(target=publish_batch, args=(first_id,))
-                for first_id in (1, 251, 501, 751)
-            ]
-            for thread in threads:
-                thread.start()
-            received = await take(sub, 1000)
-            for thread in threads:
-                thread.join(timeout=WAIT_SECONDS)
-
-            assert sorted(received) == list(range(1, 1001))
-            assert hub.stats().events_published == 1000
-
-    run(scenario)
-
-
 def test_publish_threadsafe_before_the_hub_is_bound_raises() -> None:
     with pytest.raises(RuntimeError, match="not bound"):
         Hub().publish_threadsafe(make_event(1, 10))
@@ -706,6 +677,31 @@ def test_close_all_ends_every_subscription_promptly() -> None:
 
         assert reasons == ["shutdown"] * 3
         assert hub.stats().total_clients == 0
+
+    run(scenario)
+
+
+def test_a_new_subscription_resumes_after_the_last_event_published_before_it() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        await hub.publish(make_event(7, 10))
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            await hub.publish(make_event(8, 10))
+
+            assert sub.start_after_id == 7
+            assert await take(sub, 1) == [8]
+
+    run(scenario)
+
+
+def test_a_replaying_subscription_resumes_after_the_id_it_asked_for() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        for event_id in (1, 2, 3):
+            await hub.publish(make_event(event_id, 10))
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=1) as sub:
+            assert sub.start_after_id == 1
+            assert await take(sub, 2) == [2, 3]
 
     run(scenario)
 
