@@ -24,6 +24,9 @@ from edge_bridge.store import Store
 logger = logging.getLogger(__name__)
 PRUNE_INTERVAL_SECONDS = 300.0
 PRESENCE_FLUSH_SECONDS = 5.0
+# Supervision and leadership can change outside this process (`edge-bridge import`): open
+# streams re-read their staff member's groups this often.
+GROUP_REFRESH_SECONDS = 5.0
 
 
 class Bridge:
@@ -58,6 +61,9 @@ class Bridge:
             asyncio.create_task(
                 self._every(PRESENCE_FLUSH_SECONDS, self.presence.flush), name="presence-flush"
             ),
+            asyncio.create_task(
+                self._every(GROUP_REFRESH_SECONDS, self.refresh_subscriptions), name="groups"
+            ),
         ]
         logger.info("Bridge started last_event_id=%d", self.hub.last_event_id)
 
@@ -82,6 +88,15 @@ class Bridge:
 
     def ingest_healthy(self) -> bool:
         return self.ingest is not None and self.ingest.healthy()
+
+    async def refresh_subscriptions(self) -> None:
+        """Make every open stream follow its staff member's groups as the database has them.
+
+        Runs through the writer so it is ordered with the changes the writer announces.
+        """
+        staff_ids = self.hub.staff_ids()
+        if staff_ids:
+            await self.store.write(lambda tx: tx.staff_changed.update(staff_ids))
 
     async def _prune(self) -> None:
         await self.store.write(lambda tx: self.eventlog.prune(tx.session))

@@ -71,19 +71,32 @@ def _to_event(record: EventRecord) -> Event:
 
 def staff_groups(session: Session, staff_id: int) -> tuple[frozenset[int], frozenset[int]]:
     """The active groups a staff member supervises now, and the home groups they lead."""
-    active = session.exec(
-        select(Supervision.active_group_id)
+    return staff_groups_many(session, {staff_id})[staff_id]
+
+
+def staff_groups_many(
+    session: Session, staff_ids: set[int]
+) -> dict[int, tuple[frozenset[int], frozenset[int]]]:
+    """`staff_groups` for many staff members in two queries."""
+    active: dict[int, set[int]] = {staff_id: set() for staff_id in staff_ids}
+    ogs: dict[int, set[int]] = {staff_id: set() for staff_id in staff_ids}
+    for staff_id, group_id in session.exec(
+        select(Supervision.staff_id, Supervision.active_group_id)
         .join(ActiveGroup, col(ActiveGroup.id) == col(Supervision.active_group_id))
         .where(
-            Supervision.staff_id == staff_id,
+            col(Supervision.staff_id).in_(staff_ids),
             col(Supervision.ended_at).is_(None),
             col(ActiveGroup.ended_at).is_(None),
         )
-    ).all()
-    ogs = session.exec(
-        select(OgsGroupLeader.ogs_group_id).where(OgsGroupLeader.staff_id == staff_id)
-    ).all()
-    return frozenset(active), frozenset(ogs)
+    ).all():
+        active[staff_id].add(group_id)
+    for staff_id, group_id in session.exec(
+        select(OgsGroupLeader.staff_id, OgsGroupLeader.ogs_group_id).where(
+            col(OgsGroupLeader.staff_id).in_(staff_ids)
+        )
+    ).all():
+        ogs[staff_id].add(group_id)
+    return {sid: (frozenset(active[sid]), frozenset(ogs[sid])) for sid in staff_ids}
 
 
 class EventLog:

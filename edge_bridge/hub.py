@@ -207,7 +207,12 @@ class Hub:
             self._logger.warning("SSE event dropped reason=loop_closed event_id=%d", event.id)
 
     def update_staff_threadsafe(
-        self, staff_id: int, *, active_group_ids: Iterable[int], ogs_group_ids: Iterable[int]
+        self,
+        staff_id: int,
+        *,
+        active_group_ids: Iterable[int],
+        ogs_group_ids: Iterable[int],
+        keep_current: bool = False,
     ) -> None:
         """`update_staff` from another thread (the database writer), in call order."""
         if self._loop is None:
@@ -216,7 +221,10 @@ class Hub:
         try:
             self._loop.call_soon_threadsafe(
                 lambda: self.update_staff(
-                    staff_id, active_group_ids=active_group_ids, ogs_group_ids=ogs_group_ids
+                    staff_id,
+                    active_group_ids=active_group_ids,
+                    ogs_group_ids=ogs_group_ids,
+                    keep_current=keep_current,
                 )
             )
         except RuntimeError:
@@ -242,12 +250,29 @@ class Hub:
         return self._open(sub, last_event_id)
 
     def update_staff(
-        self, staff_id: int, *, active_group_ids: Iterable[int], ogs_group_ids: Iterable[int]
+        self,
+        staff_id: int,
+        *,
+        active_group_ids: Iterable[int],
+        ogs_group_ids: Iterable[int],
+        keep_current: bool = False,
     ) -> None:
-        """Move every open subscription of that staff member to these groups."""
+        """Move every open subscription of that staff member to these groups.
+
+        `keep_current` only adds groups. The store calls it before publishing a change's
+        events and the exact update after them, so whoever starts an activity gets its
+        `activity_start` and whoever ends one still gets its `activity_end`.
+        """
         active, ogs = frozenset(active_group_ids), frozenset(ogs_group_ids)
         for sub in list(self._by_staff.get(staff_id, ())):
-            self._move(sub, active, ogs)
+            if keep_current:
+                self._move(sub, active | sub.active_group_ids, ogs | sub.ogs_group_ids)
+            else:
+                self._move(sub, active, ogs)
+
+    def staff_ids(self) -> frozenset[int]:
+        """The staff members with at least one open stream."""
+        return frozenset(self._by_staff)
 
     def close_all(self, reason: str = "shutdown") -> int:
         """End every open stream (for shutdown) and return how many there were."""

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from edge_bridge.db import is_postgres, transaction
-from edge_bridge.eventlog import append_events, staff_groups
+from edge_bridge.eventlog import append_events, staff_groups_many
 from edge_bridge.events import Event, NewEvent
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,12 @@ class Broadcaster(Protocol):
     def publish_threadsafe(self, event: Event) -> None: ...
 
     def update_staff_threadsafe(
-        self, staff_id: int, *, active_group_ids: frozenset[int], ogs_group_ids: frozenset[int]
+        self,
+        staff_id: int,
+        *,
+        active_group_ids: frozenset[int],
+        ogs_group_ids: frozenset[int],
+        keep_current: bool = False,
     ) -> None: ...
 
 
@@ -100,7 +105,7 @@ class Store:
             tx = Tx(session)
             result = work(tx)
             tx.flush_events()
-            groups = {staff_id: staff_groups(session, staff_id) for staff_id in tx.staff_changed}
+            groups = staff_groups_many(session, tx.staff_changed) if tx.staff_changed else {}
         self.last_commit_seconds = time.perf_counter() - started
         self._announce(tx, groups)
         return result
@@ -108,14 +113,20 @@ class Store:
     def _announce(self, tx: Tx, groups: dict[int, tuple[frozenset[int], frozenset[int]]]) -> None:
         if self.broadcaster is None:
             return
+        # Streams gain new groups before the events and lose old ones after them, so the
+        # starter of an activity sees its activity_start and the one ending it its activity_end.
         for staff_id, (active, ogs) in groups.items():
             self.broadcaster.update_staff_threadsafe(
-                staff_id, active_group_ids=active, ogs_group_ids=ogs
+                staff_id, active_group_ids=active, ogs_group_ids=ogs, keep_current=True
             )
         for event in tx.events:
             self.broadcaster.publish_threadsafe(event)
             if self.on_published is not None:
                 self.on_published(event)
+        for staff_id, (active, ogs) in groups.items():
+            self.broadcaster.update_staff_threadsafe(
+                staff_id, active_group_ids=active, ogs_group_ids=ogs
+            )
 
     async def read(self, work: Callable[[Session], T]) -> T:
         return await asyncio.to_thread(self.read_blocking, work)

@@ -79,15 +79,20 @@ class RecordingBroadcaster:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self.staff_updates: list[tuple[int, frozenset[int], frozenset[int]]] = []
+        self.staff_updates: list[tuple[int, frozenset[int], frozenset[int], bool]] = []
 
     def publish_threadsafe(self, event: Event) -> None:
         self.events.append(event)
 
     def update_staff_threadsafe(
-        self, staff_id: int, *, active_group_ids: frozenset[int], ogs_group_ids: frozenset[int]
+        self,
+        staff_id: int,
+        *,
+        active_group_ids: frozenset[int],
+        ogs_group_ids: frozenset[int],
+        keep_current: bool = False,
     ) -> None:
-        self.staff_updates.append((staff_id, active_group_ids, ogs_group_ids))
+        self.staff_updates.append((staff_id, active_group_ids, ogs_group_ids, keep_current))
 
 
 @pytest.fixture
@@ -188,7 +193,11 @@ def test_starting_an_activity_makes_the_starter_supervise_it(
 
     assert broadcaster.events[-1].type is EventType.ACTIVITY_START
     assert broadcaster.events[-1].data["supervisor_ids"] == ["3"]
-    assert broadcaster.staff_updates == [(3, frozenset({group_id}), frozenset({7}))]
+    # first only gains (so the activity_start reaches the starter), then the exact set
+    assert broadcaster.staff_updates == [
+        (3, frozenset({group_id}), frozenset({7}), True),
+        (3, frozenset({group_id}), frozenset({7}), False),
+    ]
 
 
 def test_ending_an_activity_closes_visits_and_tells_home_group_leaders(
@@ -214,7 +223,11 @@ def test_ending_an_activity_closes_visits_and_tells_home_group_leaders(
     assert all(e.data["source"] == "automated" for e in automated)
     end = broadcaster.events[-1]
     assert (end.type, end.data["student_ids"]) == (EventType.ACTIVITY_END, ["401", "431"])
-    assert broadcaster.staff_updates == [(1, frozenset(), frozenset())]
+    # the group is dropped only after its activity_end was published
+    assert broadcaster.staff_updates == [
+        (1, frozenset(), frozenset(), True),
+        (1, frozenset(), frozenset(), False),
+    ]
     with Session(writer.engine) as session:
         group = session.get(ActiveGroup, 124)
         assert group is not None and group.ended_at == NOW
