@@ -54,6 +54,7 @@ class Bridge:
         self.hub.bind(asyncio.get_running_loop())
         self.hub.last_event_id = await asyncio.to_thread(self.eventlog.last_event_id)
         await self.presence.load()
+        await self._prune()
         if self.ingest is not None:
             await self.ingest.start()
         self._tasks = [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
+import socket
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +47,7 @@ class SseStream:
         self._opened = threading.Event()
         self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=None))
         self._stop = threading.Event()
+        self._response: httpx.Response | None = None
         self._thread = threading.Thread(
             target=self._run, args=(url, headers or {}, params or {}), daemon=True
         )
@@ -56,6 +59,7 @@ class SseStream:
     def _run(self, url: str, headers: dict[str, str], params: dict[str, str]) -> None:
         try:
             with self._client.stream("GET", url, headers=headers, params=params) as response:
+                self._response = response
                 self.status_code, self.headers = response.status_code, response.headers
                 self._opened.set()
                 if response.status_code != 200:
@@ -109,7 +113,13 @@ class SseStream:
                 return frame
 
     def close(self) -> None:
+        """Close the connection now: shutting the socket down wakes the blocked reader."""
         self._stop.set()
+        stream = self._response.extensions.get("network_stream") if self._response else None
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._client.close()
         self._thread.join(5)
 
