@@ -73,7 +73,7 @@ def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
     app.state.hub = bridge.hub
     app.state.metrics = bridge.metrics
     app.state.presence = bridge.presence
-    app.state.staff_cache = bridge.staff_cache
+    app.state.directory = bridge.directory
     app.state.ingest_healthy = bridge.ingest_healthy
     app.state.login_limiters = SimpleNamespace(
         by_email=SlidingWindowLimiter(limit=10, window_seconds=300),

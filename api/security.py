@@ -11,9 +11,8 @@ import logging
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request, status
-from starlette.concurrency import run_in_threadpool
 
-from edge_bridge.models import Staff
+from edge_bridge.directory import StaffEntry
 from edge_bridge.tokens import TokenClaims, TokenError, decode_token
 
 logger = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ async def authenticate(request: Request) -> Principal:
     """The dependency behind `CurrentStaff`."""
     state = request.app.state
     claims = verify_request_token(request, state.settings.jwt_secret)
-    staff = await run_in_threadpool(state.staff_cache.get, claims.staff_id)
+    staff = state.directory.staff(claims.staff_id)
     if staff is None:
         logger.warning(
             "Auth refused reason=unknown_staff staff_id=%s path=%s client=%s",
@@ -98,7 +97,7 @@ async def authenticate(request: Request) -> Principal:
     return principal_of(staff, claims)
 
 
-def principal_of(staff: Staff, claims: TokenClaims) -> Principal:
+def principal_of(staff: StaffEntry, claims: TokenClaims) -> Principal:
     return Principal(
         staff.id, staff.name, staff.email, staff.admin or claims.admin, claims.expires_at
     )

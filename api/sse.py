@@ -23,10 +23,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
-from api.deps import AdminStaff, CurrentStaff, HubDep, StoreDep
+from api.deps import AdminStaff, CurrentStaff, HubDep
 from api.schemas import ErrorOut, SseStats
 from api.security import Principal
-from edge_bridge.eventlog import staff_groups
+from edge_bridge.directory import StaffDirectory
 from edge_bridge.events import Event, EventType
 from edge_bridge.hub import Hub, Subscription
 
@@ -138,7 +138,7 @@ def parse_last_event_id(header: str | None, query: str | None) -> int | None:
 async def _stream(
     hub: Hub,
     staff: Principal,
-    store: StoreDep,
+    directory: StaffDirectory,
     groups: tuple[frozenset[int], frozenset[int]],
     last_event_id: int | None,
     shutdown: StreamShutdown,
@@ -158,8 +158,9 @@ async def _stream(
             max(0.0, staff.expires_at - time.time()), subscription.close, "token_expired"
         )
         try:
-            # A supervision may have changed between the lookup and the registration.
-            now_groups = await store.read(lambda session: staff_groups(session, staff.staff_id))
+            # A supervision may have changed between the lookup and the registration; the
+            # writer updates the directory before it tells the hub, so this read catches it.
+            now_groups = directory.groups(staff.staff_id)
             if now_groups != groups:
                 subscription.set_groups(*now_groups)
             yield connected_frame(staff, *now_groups, start_after_id=subscription.start_after_id)
@@ -183,16 +184,16 @@ async def get_events(
     request: Request,
     staff: CurrentStaff,
     hub: HubDep,
-    store: StoreDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[str | None, Query(max_length=20)] = None,
 ) -> EventStreamResponse:
     resume_from = parse_last_event_id(last_event_id_header, last_event_id)
-    groups = await store.read(lambda session: staff_groups(session, staff.staff_id))
+    directory: StaffDirectory = request.app.state.directory
+    groups = directory.groups(staff.staff_id)
     settings = request.app.state.settings
     shutdown = StreamShutdown()
     return EventStreamResponse(
-        _stream(hub, staff, store, groups, resume_from, shutdown),
+        _stream(hub, staff, directory, groups, resume_from, shutdown),
         headers=HEADERS,
         ping=settings.sse_heartbeat_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),

@@ -12,14 +12,14 @@ import logging
 
 from edge_bridge.config import Settings
 from edge_bridge.db import make_engine, migrate
+from edge_bridge.directory import StaffDirectory
 from edge_bridge.eventlog import EventLog
 from edge_bridge.events import Event
 from edge_bridge.hub import Hub
 from edge_bridge.ingest import Ingest
 from edge_bridge.metrics import Metrics
 from edge_bridge.presence import Presence
-from edge_bridge.staff_cache import StaffCache
-from edge_bridge.store import Store
+from edge_bridge.store import Store, Tx
 
 logger = logging.getLogger(__name__)
 PRUNE_INTERVAL_SECONDS = 300.0
@@ -38,8 +38,13 @@ class Bridge:
         self.metrics = Metrics()
         self.eventlog = EventLog(self.engine, retention_seconds=settings.event_retention_seconds)
         self.hub = Hub(buffer_size=settings.sse_client_buffer, history=self.eventlog)
-        self.store = Store(self.engine, broadcaster=self.hub, on_published=self._count_event)
-        self.staff_cache = StaffCache(self.engine)
+        self.directory = StaffDirectory()
+        self.store = Store(
+            self.engine,
+            broadcaster=self.hub,
+            on_published=self._count_event,
+            directory=self.directory,
+        )
         self.presence = Presence(self.store)
         self.ingest = (
             Ingest(settings, store=self.store, presence=self.presence, metrics=self.metrics)
@@ -54,6 +59,7 @@ class Bridge:
         self.hub.bind(asyncio.get_running_loop())
         self.hub.last_event_id = await asyncio.to_thread(self.eventlog.last_event_id)
         await self.presence.load()
+        await self.refresh_subscriptions()
         await self._prune()
         if self.ingest is not None:
             await self.ingest.start()
@@ -91,13 +97,17 @@ class Bridge:
         return self.ingest is not None and self.ingest.healthy()
 
     async def refresh_subscriptions(self) -> None:
-        """Make every open stream follow its staff member's groups as the database has them.
+        """Reload the staff directory; every open stream follows its staff member's groups.
 
-        Runs through the writer so it is ordered with the changes the writer announces.
+        Runs through the writer, so it is ordered with the changes the writer announces.
         """
-        staff_ids = self.hub.staff_ids()
-        if staff_ids:
-            await self.store.write(lambda tx: tx.staff_changed.update(staff_ids))
+        connected = self.hub.staff_ids()
+
+        def work(tx: Tx) -> None:
+            self.directory.reload(tx.session)
+            tx.staff_changed.update(connected)
+
+        await self.store.write(work)
 
     async def _prune(self) -> None:
         await self.store.write(lambda tx: self.eventlog.prune(tx.session))

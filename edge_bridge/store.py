@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from edge_bridge.db import is_postgres, transaction
+from edge_bridge.directory import StaffDirectory
 from edge_bridge.eventlog import append_events, staff_groups_many
 from edge_bridge.events import Event, NewEvent
 
@@ -87,10 +88,12 @@ class Store:
         *,
         broadcaster: Broadcaster | None = None,
         on_published: Callable[[Event], None] | None = None,
+        directory: StaffDirectory | None = None,
     ) -> None:
         self.engine = engine
         self.broadcaster = broadcaster
         self.on_published = on_published
+        self.directory = directory
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
         self.last_commit_seconds = 0.0
 
@@ -107,6 +110,8 @@ class Store:
             tx.flush_events()
             groups = staff_groups_many(session, tx.staff_changed) if tx.staff_changed else {}
         self.last_commit_seconds = time.perf_counter() - started
+        if self.directory is not None:
+            self.directory.set_groups(groups)  # before the hub hears of it: see api/sse.py
         self._announce(tx, groups)
         return result
 
