@@ -98,6 +98,7 @@ class Ingest:
         self._client = self._make_client()
         self._accepting = True
         self._connection = 0
+        self._busy = False  # the worker holds a batch between taking it and acknowledging it
 
     # --- lifecycle ---
 
@@ -140,16 +141,18 @@ class Ingest:
             self.topics.prefix,
         )
 
-    async def stop(self, *, timeout_seconds: float = 3.0) -> None:
+    async def stop(self, *, timeout_seconds: float = 1.5) -> None:
         """Stop taking scans, finish the batch in flight, say offline, disconnect."""
         self._accepting = False
         if self._worker is not None:
-            self._worker.cancel()
+            if not self._busy:
+                self._worker.cancel()  # waiting for a message: nothing in flight
             try:
                 async with asyncio.timeout(timeout_seconds):
                     await asyncio.gather(self._worker, return_exceptions=True)
             except TimeoutError:
-                logger.warning("MQTT ingest worker did not stop in time")
+                self._worker.cancel()
+                logger.warning("MQTT ingest worker did not finish its batch in time")
         try:
             if self.connected.is_set():
                 info = self._client.publish(
@@ -229,8 +232,12 @@ class Ingest:
     # --- the worker, on the event loop ---
 
     async def _run(self) -> None:
-        while True:
+        # After stop() the worker finishes the batch in hand and leaves the rest
+        # unacknowledged in the queue: the broker redelivers it to the next session.
+        while self._accepting:
+            self._busy = False
             batch = [await self._queue.get()]
+            self._busy = True
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:

@@ -13,6 +13,8 @@ the semantics we ship (allow_anonymous false, use_username_as_clientid, queue li
 - `log_dest` → stderr, appended to `<directory>/mosquitto.log` (kept across restarts).
 
 `options={"autosave_interval": "1"}` replaces or adds any other directive.
+`extra_config="listener 8883 …"` is appended verbatim, e.g. a second listener with its
+own per-listener options (test_mqtt_tls.py adds the TLS listener this way).
 
 The port is free, on loopback, and below the kernel's ephemeral range, so no outgoing
 connection can take it while `restart()` has the broker down.
@@ -71,6 +73,7 @@ class Broker:
         persistence: bool = False,
         options: Mapping[str, str | list[str]] | None = None,
         port: int | None = None,
+        extra_config: str = "",
     ) -> None:
         self.directory = directory
         self.prefix = prefix
@@ -78,6 +81,7 @@ class Broker:
         self.bridge_username = bridge_username
         self.persistence = persistence
         self.options = dict(options or {})
+        self.extra_config = extra_config
         self._port = port
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -179,7 +183,8 @@ class Broker:
             (self.directory / "data").mkdir(exist_ok=True)
         for key, value in self.options.items():
             replacements[key] = [value] if isinstance(value, str) else list(value)
-        self.config_path.write_text(render_test_config(REPO_CONFIG.read_text(), replacements))
+        config = render_test_config(REPO_CONFIG.read_text(), replacements)
+        self.config_path.write_text(config + self.extra_config)
 
     def _wait_until_ready(self, log_offset: int) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS

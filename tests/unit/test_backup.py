@@ -1,0 +1,204 @@
+"""`edge_bridge/backup.py`: online SQLite backup, checked restore, the PostgreSQL pointer.
+
+These tests make their own SQLite files (backup is SQLite-only), so they run the same when
+the suite targets PostgreSQL. "Another process" is played by a second connection in this
+process: SQLite tracks locks per file across connections, as it does across processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from edge_bridge.backup import BackupError, backup, backup_cli, check_database_file, restore
+from edge_bridge.config import Settings
+from edge_bridge.db import make_engine, migrate
+from edge_bridge.importer import import_file
+from tests.conftest import SCHOOL
+
+
+@pytest.fixture
+def live_db(tmp_path: Path) -> Path:
+    """A migrated SQLite file with the fixture school, in WAL mode like the server's."""
+    path = tmp_path / "data" / "edge_bridge.db"
+    engine: Engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    import_file(engine, SCHOOL)
+    engine.dispose()
+    return path
+
+
+def _count(path: Path, table: str) -> int:
+    with closing(sqlite3.connect(path)) as connection:
+        return int(connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+def _rename_room(path: Path, name: str) -> None:
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("UPDATE room SET name = ? WHERE id = 1", (name,))
+        connection.commit()
+
+
+def _room_name(path: Path) -> str:
+    with closing(sqlite3.connect(path)) as connection:
+        return str(connection.execute("SELECT name FROM room WHERE id = 1").fetchone()[0])
+
+
+def _foreign_database(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("CREATE TABLE notes (body TEXT)")
+        connection.commit()
+
+
+def test_a_backup_taken_during_an_open_write_holds_exactly_the_committed_state(
+    live_db: Path, tmp_path: Path
+) -> None:
+    writer = sqlite3.connect(live_db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE room SET name = 'uncommitted' WHERE id = 1")
+    target = tmp_path / "backups" / "nightly.db"
+
+    size = backup(live_db, target)
+    writer.execute("COMMIT")
+    writer.close()
+
+    assert size == target.stat().st_size > 0
+    assert _room_name(target) == "Raum 101"
+    assert _count(target, "student") == _count(live_db, "student") == 60
+    assert check_database_file(target) == check_database_file(live_db)
+    assert target.stat().st_mode & 0o077 == 0  # personal data: owner only
+    assert not Path(f"{target}-wal").exists()
+    assert [p.name for p in target.parent.iterdir()] == ["nightly.db"]  # no partial left
+
+
+def test_a_backup_replaces_an_older_backup_file_in_place(live_db: Path, tmp_path: Path) -> None:
+    target = tmp_path / "edge.db"
+    backup(live_db, target)
+    _rename_room(live_db, "Raum 101 (neu)")
+
+    backup(live_db, target)
+
+    assert _room_name(target) == "Raum 101 (neu)"
+
+
+def test_a_backup_of_a_missing_database_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BackupError, match="no database at"):
+        backup(tmp_path / "missing.db", tmp_path / "out.db")
+
+    assert not (tmp_path / "out.db").exists()
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_restore_replaces_the_database_and_keeps_the_previous_one(
+    live_db: Path, tmp_path: Path
+) -> None:
+    saved = tmp_path / "saved.db"
+    backup(live_db, saved)
+    _rename_room(live_db, "after the backup")
+
+    kept = restore(saved, live_db)
+
+    assert _room_name(live_db) == "Raum 101"
+    assert kept is not None
+    assert _room_name(kept) == "after the backup"
+    assert kept.parent == live_db.parent
+    assert _count(live_db, "student") == 60
+
+
+def test_restore_into_a_missing_database_creates_it(live_db: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "saved.db"
+    backup(live_db, saved)
+    fresh = tmp_path / "new-box" / "edge_bridge.db"
+
+    kept = restore(saved, fresh)
+
+    assert kept is None
+    assert _count(fresh, "student") == 60
+
+
+@pytest.mark.parametrize(
+    ("make_file", "reason"),
+    [
+        (lambda p: p.write_text("not a database\n" * 10), "not a SQLite database"),
+        (lambda p: p.write_bytes(b""), "not a SQLite database"),
+        (lambda p: _foreign_database(p), "not an edge-bridge database"),
+    ],
+    ids=["text file", "empty file", "foreign sqlite database"],
+)
+def test_restore_refuses_a_file_that_is_not_an_edge_bridge_database(
+    live_db: Path, tmp_path: Path, make_file: Callable[[Path], object], reason: str
+) -> None:
+    bad = tmp_path / "bad.db"
+    make_file(bad)
+    before = live_db.read_bytes()
+
+    with pytest.raises(BackupError, match=reason):
+        restore(bad, live_db)
+
+    assert live_db.read_bytes() == before
+    assert sorted(p.name for p in live_db.parent.iterdir() if "before-restore" in p.name) == []
+
+
+def test_restore_refuses_a_database_from_a_newer_version(live_db: Path, tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    backup(live_db, newer)
+    with closing(sqlite3.connect(newer)) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+        connection.commit()
+
+    with pytest.raises(BackupError, match="revision '9999', unknown"):
+        restore(newer, live_db)
+
+    assert check_database_file(live_db)
+
+
+def test_restore_refuses_while_another_process_has_the_database_open(
+    live_db: Path, tmp_path: Path
+) -> None:
+    saved = tmp_path / "saved.db"
+    backup(live_db, saved)
+    _rename_room(live_db, "live")
+    server = make_engine(f"sqlite:///{live_db}")  # the running server's pooled connection
+    with server.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+
+    with pytest.raises(BackupError, match=r"in use .*stop the server"):
+        restore(saved, live_db)
+    server.dispose()
+
+    assert _room_name(live_db) == "live"
+    assert restore(saved, live_db) is not None  # once the server is gone it works
+
+
+def test_the_cli_points_postgres_users_to_pg_dump_and_fails(
+    settings_factory: Callable[..., Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = settings_factory(database_url="postgresql+psycopg://edge:hunter2@db:5432/edge")
+
+    code = backup_cli(settings, argparse.Namespace(file="x.dump", backup_action="backup"))
+
+    out = capsys.readouterr().out
+    assert code != 0
+    assert "pg_dump" in out
+    assert "pg_restore" in out
+    assert "hunter2" not in out
+
+
+def test_the_cli_backs_up_and_restores_the_configured_database(
+    live_db: Path, tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory(database_url=f"sqlite:///{live_db}")
+    target = tmp_path / "cli.db"
+
+    backed_up = backup_cli(settings, argparse.Namespace(file=str(target), backup_action="backup"))
+    _rename_room(live_db, "changed")
+    restored = backup_cli(settings, argparse.Namespace(file=str(target), backup_action="restore"))
+
+    assert (backed_up, restored) == (0, 0)
+    assert _room_name(live_db) == "Raum 101"
