@@ -8,6 +8,7 @@ database created on that server and dropped afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,16 +26,48 @@ SCHOOL = FIXTURES / "school.json"
 POSTGRES_ADMIN_URL = os.environ.get("EDGE_TEST_POSTGRES_URL")
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A URL to an empty database of its own."""
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database at the latest revision that each test's database is copied from.
+
+    Migrating once per session instead of once per test keeps the suites fast; the copy is
+    a file copy for SQLite and `CREATE DATABASE … TEMPLATE` for PostgreSQL.
+    """
     if not POSTGRES_ADMIN_URL:
-        yield f"sqlite:///{tmp_path / 'edge_bridge.db'}"
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        template = make_engine(f"sqlite:///{path}")
+        migrate(template)
+        with template.connect() as connection:  # fold the WAL into the file before copying
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        template.dispose()
+        yield str(path)
+        return
+    name = f"edge_template_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
+    template = make_engine(url.render_as_string(hide_password=False))
+    migrate(template)
+    template.dispose()
+    yield name
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, migrated_template: str) -> Iterator[str]:
+    """A URL to a database of its own, already at the latest revision and empty."""
+    if not POSTGRES_ADMIN_URL:
+        path = tmp_path / "edge_bridge.db"
+        shutil.copyfile(migrated_template, path)
+        yield f"sqlite:///{path}"
         return
     name = f"edge_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
     url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
     yield url.render_as_string(hide_password=False)
     with admin.connect() as connection:
@@ -46,7 +79,6 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 def engine(database_url: str) -> Iterator[Engine]:
     """A migrated, empty database."""
     created = make_engine(database_url)
-    migrate(created)
     yield created
     created.dispose()
 
