@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from itertools import chain
@@ -198,13 +198,7 @@ class Hub:
 
     def publish_threadsafe(self, event: Event) -> None:
         """Hand `event` to the hub's loop; for other threads (the MQTT network thread)."""
-        if self._loop is None:
-            msg = "hub is not bound to an event loop: call bind(loop) or await start() first"
-            raise RuntimeError(msg)
-        try:
-            self._loop.call_soon_threadsafe(self._deliver, event)
-        except RuntimeError:  # the loop is closed: the process is shutting down
-            self._logger.warning("SSE event dropped reason=loop_closed event_id=%d", event.id)
+        self._call_soon(lambda: self._deliver(event), f"event_id={event.id}")
 
     def update_staff_threadsafe(
         self,
@@ -215,22 +209,25 @@ class Hub:
         keep_current: bool = False,
     ) -> None:
         """`update_staff` from another thread (the database writer), in call order."""
+        self._call_soon(
+            lambda: self.update_staff(
+                staff_id,
+                active_group_ids=active_group_ids,
+                ogs_group_ids=ogs_group_ids,
+                keep_current=keep_current,
+            ),
+            f"staff_id={staff_id}",
+        )
+
+    def _call_soon(self, callback: Callable[[], object], context: str) -> None:
+        """Run `callback` on the hub's loop, in call order, from any thread."""
         if self._loop is None:
             msg = "hub is not bound to an event loop: call bind(loop) or await start() first"
             raise RuntimeError(msg)
         try:
-            self._loop.call_soon_threadsafe(
-                lambda: self.update_staff(
-                    staff_id,
-                    active_group_ids=active_group_ids,
-                    ogs_group_ids=ogs_group_ids,
-                    keep_current=keep_current,
-                )
-            )
-        except RuntimeError:
-            self._logger.warning(
-                "SSE group change dropped reason=loop_closed staff_id=%d", staff_id
-            )
+            self._loop.call_soon_threadsafe(callback)
+        except RuntimeError:  # the loop is closed: the process is shutting down
+            self._logger.warning("SSE hand-over dropped reason=loop_closed %s", context)
 
     def subscribe(
         self,

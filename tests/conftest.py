@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,24 @@ from edge_bridge.importer import import_file
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHOOL = FIXTURES / "school.json"
 POSTGRES_ADMIN_URL = os.environ.get("EDGE_TEST_POSTGRES_URL")
+
+
+@contextmanager
+def _postgres_database(prefix: str, *, template: str | None = None) -> Iterator[tuple[str, str]]:
+    """A fresh database on the test server: (name, URL); dropped afterwards."""
+    assert POSTGRES_ADMIN_URL is not None
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"{copy}')
+    url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
+    try:
+        yield name, url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -42,18 +61,11 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         template.dispose()
         yield str(path)
         return
-    name = f"edge_template_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
-    template = make_engine(url.render_as_string(hide_password=False))
-    migrate(template)
-    template.dispose()
-    yield name
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with _postgres_database("edge_template") as (name, url):
+        template = make_engine(url)
+        migrate(template)
+        template.dispose()
+        yield name
 
 
 @pytest.fixture
@@ -64,15 +76,8 @@ def database_url(tmp_path: Path, migrated_template: str) -> Iterator[str]:
         shutil.copyfile(migrated_template, path)
         yield f"sqlite:///{path}"
         return
-    name = f"edge_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-    url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with _postgres_database("edge_test", template=migrated_template) as (_name, url):
+        yield url
 
 
 @pytest.fixture

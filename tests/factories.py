@@ -56,3 +56,19 @@ def dump_tables(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             rows = connection.execute(sa.select(table)).all()
             result[name] = sorted(tuple(map(repr, row)) for row in rows)
     return result
+
+
+def open_groups(engine: Engine, student_id: int) -> list[int]:
+    """The active groups a student has an open visit in (at most one, by the rules)."""
+    from sqlmodel import Session, col, select
+
+    from edge_bridge.models import Visit
+
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(Visit.active_group_id).where(
+                    Visit.student_id == student_id, col(Visit.exit_time).is_(None)
+                )
+            ).all()
+        )

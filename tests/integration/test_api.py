@@ -16,9 +16,10 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from edge_bridge.models import ActiveGroup, Supervision, Visit
+from tests.factories import open_groups
 from tests.integration.conftest import System
 from tests.support.sse import Frame, SseStream
 
@@ -94,17 +95,6 @@ def _call(
     return client.request(method, path, json=body, headers=headers)
 
 
-def _open_visits(system: System, student_id: int) -> list[int]:
-    with Session(system.engine) as session:
-        return list(
-            session.exec(
-                select(Visit.active_group_id).where(
-                    Visit.student_id == student_id, col(Visit.exit_time).is_(None)
-                )
-            ).all()
-        )
-
-
 def test_routes_refuse_missing_tokens_foreign_groups_and_non_admins(system: System) -> None:
     with system.http() as client:
         # Act: no token, a broken token, and a valid token of someone who is not staff.
@@ -141,7 +131,7 @@ def test_routes_refuse_missing_tokens_foreign_groups_and_non_admins(system: Syst
     assert roster_supervisor.status_code == 403
     assert roster_supervisor.json() == {"detail": "You do not lead this home group"}
     assert [response.status_code for response in public] == [200, 200, 200]
-    assert _open_visits(system, 401) == []  # nothing refused had an effect
+    assert open_groups(system.engine, 401) == []  # nothing refused had an effect
     with Session(system.engine) as session:
         assert session.get(ActiveGroup, HOMEWORK).ended_at is None  # type: ignore[union-attr]
 
@@ -204,7 +194,7 @@ def test_unknown_ids_are_404_bad_bodies_are_422_naming_the_field_and_busy_rooms_
     assert (first.status_code, first.json()["result"]) == (201, "checked_in")
     assert again.status_code == 409
     assert "already checked in" in again.json()["detail"]
-    assert _open_visits(system, 401) == [HOMEWORK]
+    assert open_groups(system.engine, 401) == [HOMEWORK]
 
 
 def test_manual_check_in_transfer_and_check_out_reach_the_streams_as_manual(
@@ -269,8 +259,8 @@ def test_manual_check_in_transfer_and_check_out_reach_the_streams_as_manual(
     assert checkout_event.json["data"]["source"] == "manual"
     assert checkout_again.status_code == 404
     assert [row["student_id"] for row in display_after.json()] == ["432"]
-    assert _open_visits(system, 432) == [HOMEWORK]
-    assert _open_visits(system, 401) == []
+    assert open_groups(system.engine, 432) == [HOMEWORK]
+    assert open_groups(system.engine, 401) == []
 
 
 def test_starting_an_activity_subscribes_the_open_stream_and_ending_it_checks_out_once(

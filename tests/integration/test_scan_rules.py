@@ -6,26 +6,16 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, func, select
 
 from edge_bridge.models import EventRecord, ProcessedScan, Visit
+from tests.factories import open_groups
 from tests.integration.conftest import System
 
 pytestmark = pytest.mark.integration
 
 MAX = "04A1B20000"  # student 401 Max Muster, home group 7
 STAFF_NOWAK = "A1B2C3D6"  # staff 3: leads home group 7, supervises nothing at the start
-
-
-def _open_groups(system: System, student_id: int) -> list[int]:
-    with Session(system.engine) as session:
-        return list(
-            session.exec(
-                select(Visit.active_group_id).where(
-                    Visit.student_id == student_id, col(Visit.exit_time).is_(None)
-                )
-            ).all()
-        )
 
 
 def _later(seconds: float) -> datetime:
@@ -44,7 +34,7 @@ def test_a_room_without_an_active_group_answers_no_active_group(system: System) 
     feedback = system.reader("reader-mensa").scan(MAX)
 
     assert feedback["result"] == "no_active_group"
-    assert _open_groups(system, 401) == []
+    assert open_groups(system.engine, 401) == []
 
 
 def test_check_in_sends_student_checkin_to_the_supervisor(system: System) -> None:
@@ -60,7 +50,7 @@ def test_check_in_sends_student_checkin_to_the_supervisor(system: System) -> Non
     assert event.json["data"]["student_id"] == "401"
     assert event.json["data"]["source"] == "rfid"
     assert int(event.id or 0) > 0
-    assert _open_groups(system, 401) == [124]
+    assert open_groups(system.engine, 401) == [124]
 
 
 def test_a_second_scan_in_the_same_room_checks_out(system: System) -> None:
@@ -74,7 +64,7 @@ def test_a_second_scan_in_the_same_room_checks_out(system: System) -> None:
     assert (feedback["result"], feedback["message"]) == ("checked_out", "Tschüss Max!")
     assert event.event == "student_checkout"
     assert event.json["data"]["student_id"] == "401"
-    assert _open_groups(system, 401) == []
+    assert open_groups(system.engine, 401) == []
 
 
 def test_a_scan_in_another_room_transfers_with_events_to_both_groups(system: System) -> None:
@@ -90,7 +80,7 @@ def test_a_scan_in_another_room_transfers_with_events_to_both_groups(system: Sys
     checkin = new_room.next_event()
     assert (checkout.event, checkout.json["active_group_id"]) == ("student_checkout", "124")
     assert (checkin.event, checkin.json["active_group_id"]) == ("student_checkin", "123")
-    assert _open_groups(system, 401) == [123]
+    assert open_groups(system.engine, 401) == [123]
 
 
 def test_a_second_tap_within_debounce_is_reported_as_duplicate(system: System) -> None:
@@ -100,7 +90,7 @@ def test_a_second_tap_within_debounce_is_reported_as_duplicate(system: System) -
     second = reader.scan(MAX)
 
     assert (first["result"], second["result"]) == ("checked_in", "duplicate")
-    assert _open_groups(system, 401) == [124]
+    assert open_groups(system.engine, 401) == [124]
 
 
 def test_a_staff_tag_makes_a_supervisor_whose_open_stream_gains_the_group(
@@ -131,7 +121,7 @@ def test_a_redelivered_scan_has_no_second_effect_and_repeats_its_feedback(
     again = reader.scan(MAX, scan_id="scan-1", ts=_later(4))
 
     assert first == again
-    assert _open_groups(system, 401) == [124]
+    assert open_groups(system.engine, 401) == [124]
     with Session(system.engine) as session:
         assert session.exec(select(func.count()).select_from(EventRecord)).one() == 1
         assert session.exec(select(func.count()).select_from(ProcessedScan)).one() == 1
@@ -153,7 +143,7 @@ def test_two_readers_scanning_one_tag_at_once_leave_one_open_visit(system: Syste
         thread.join(15)
 
     assert sorted(results) in (["checked_in", "transferred"],)
-    assert len(_open_groups(system, 401)) == 1
+    assert len(open_groups(system.engine, 401)) == 1
 
 
 def test_a_malformed_payload_from_a_known_reader_is_rejected_and_changes_nothing(
@@ -174,7 +164,7 @@ def test_an_inactive_reader_is_rejected(system: System) -> None:
     feedback = system.reader("reader-spare").scan(MAX)
 
     assert feedback["result"] == "rejected"
-    assert _open_groups(system, 401) == []
+    assert open_groups(system.engine, 401) == []
 
 
 def test_a_scan_time_far_in_the_past_is_replaced_by_the_server_time(system: System) -> None:

@@ -654,7 +654,7 @@ def test_publish_threadsafe_after_the_loop_closed_drops_the_event_with_a_warning
 
     hub.publish_threadsafe(make_event(1, 10))
 
-    assert caplog.messages == ["SSE event dropped reason=loop_closed event_id=1"]
+    assert caplog.messages == ["SSE hand-over dropped reason=loop_closed event_id=1"]
 
 
 def test_close_all_ends_every_subscription_promptly() -> None:
