@@ -38,9 +38,7 @@ def append_events(session: Session, new_events: list[NewEvent]) -> list[Event]:
         }
         for new_event in new_events
     ]
-    statement = insert(EventRecord).returning(
-        col(EventRecord.id), sort_by_parameter_order=True
-    )
+    statement = insert(EventRecord).returning(col(EventRecord.id), sort_by_parameter_order=True)
     ids = session.connection().execute(statement, rows).scalars().all()
     return [
         Event(
