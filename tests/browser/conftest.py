@@ -13,9 +13,13 @@ from tests.integration.conftest import make_system, start_broker, system  # noqa
 from tests.support.browser import TABLET, UI_TIMEOUT_MS, launch_chromium
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the session; every test gets fresh contexts."""
+    """One headless Chromium per module; every test gets fresh contexts.
+
+    Module scope on purpose: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, and `asyncio.run()` in any later test would refuse to start.
+    """
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         yield browser
