@@ -165,7 +165,11 @@ async def _stream(
                 subscription.set_groups(*now_groups)
             yield connected_frame(staff, *now_groups, start_after_id=subscription.start_after_id)
             async for event in subscription:
-                yield encode_event(event)
+                more = subscription.drain_nowait()
+                if not more:
+                    yield encode_event(event)
+                else:  # a client that fell behind gets one write, not one per event
+                    yield b"".join([encode_event(event), *map(encode_event, more)])
         finally:
             expiry.cancel()
 

@@ -139,6 +139,17 @@ class Subscription:
                 self._waiter = None
         raise StopAsyncIteration
 
+    def drain_nowait(self, limit: int = 256) -> list[Event]:
+        """Events already buffered (at most `limit`), without waiting: after `__anext__`
+        returned one, the stream sends these with it in one write instead of one each."""
+        taken: list[Event] = []
+        buffer = self._buffer
+        while buffer and len(taken) < limit and self.closed_reason is None:
+            taken.append(buffer.popleft())
+        if self._capacity > self._hub.buffer_size and len(buffer) < self._hub.buffer_size:
+            self._capacity = self._hub.buffer_size
+        return taken
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():

@@ -709,3 +709,19 @@ def test_a_replaying_subscription_resumes_after_the_id_it_asked_for() -> None:
 def test_hub_rejects_a_buffer_size_below_one() -> None:
     with pytest.raises(ValueError, match="buffer_size must be at least 1, got: 0"):
         Hub(buffer_size=0)
+
+
+def test_drain_nowait_takes_what_is_buffered_in_order_without_waiting() -> None:
+    async def scenario() -> None:
+        hub = Hub(buffer_size=8)
+        async with hub.subscribe(staff_id=1, active_group_ids=[1]) as sub:
+            for event_id in (1, 2, 3):
+                await hub.publish(make_event(event_id))
+
+            first = await next_event(sub)
+            rest = sub.drain_nowait()
+
+            assert [first.id, *(e.id for e in rest)] == [1, 2, 3]
+            assert sub.drain_nowait() == []
+
+    run(scenario)
