@@ -1,29 +1,15 @@
-# edge-bridge: `make run` shows the whole system, `make test` runs every test.
+# Shortcuts for ./run.sh and ./test.sh (the README's two commands, which need no make).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 
 .PHONY: run test lint format bench clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
-
 run:
-	scripts/system-deps.sh run
-	$(MAKE) --no-print-directory $(STAMP)
-	$(BIN)/edge-bridge demo
+	./run.sh
 
 test:
-	scripts/system-deps.sh test
-	$(MAKE) --no-print-directory $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	node --test tests/js/
-	$(BIN)/pytest
+	./test.sh
 
 lint:
 	$(BIN)/ruff check .

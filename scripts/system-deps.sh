@@ -5,7 +5,7 @@ set -euo pipefail
 
 want=(python3-venv:python3-venv mosquitto:/usr/sbin/mosquitto)
 if [[ "${1:-run}" == "test" ]]; then
-  want+=(mosquitto-clients:mosquitto_pub chromium:chromium nodejs:node nginx:nginx
+  want+=(mosquitto-clients:mosquitto_pub chromium:chromium nodejs:node nginx:nginx openssl:openssl
          libnginx-mod-nchan:/usr/lib/nginx/modules/ngx_nchan_module.so)
 fi
 
