@@ -26,6 +26,7 @@ from edge_bridge.visits import (
     check_in,
     close_visit,
     decide_scan,
+    group_of,
     open_visit,
     preload_open_visits,
     room_name,
@@ -217,14 +218,9 @@ def _apply(
         case Action.CHECK_IN | Action.TRANSFER:
             assert student is not None and group is not None
             current = open_visit(tx, student.id)
-            from_room = room_name(tx, _room_of_visit(tx, current)) if current else ""
+            from_room = room_name(tx, group_of(tx, current).room_id) if current else ""
             check_in(tx, student, group, at=at, source=Source.RFID)
             message = _message(
                 result, name, from_room=from_room, to_room=room_name(tx, group.room_id)
             )
             return Outcome(result, message, shown_name)
-
-
-def _room_of_visit(tx: Tx, visit: object) -> int:
-    group = tx.session.get(ActiveGroup, visit.active_group_id)  # type: ignore[attr-defined]
-    return group.room_id if group else 0

@@ -161,7 +161,7 @@ def _visit_event(
     return NewEvent.for_group(type_, group.id, ogs_group_id=student.ogs_group_id, **data)  # type: ignore[arg-type]
 
 
-def _group_of(tx: Tx, visit: Visit) -> ActiveGroup:
+def group_of(tx: Tx, visit: Visit) -> ActiveGroup:
     group = tx.session.get(ActiveGroup, visit.active_group_id)
     assert group is not None
     return group
@@ -171,7 +171,7 @@ def close_visit(tx: Tx, visit: Visit, student: Student, *, at: datetime, source:
     visit.exit_time = max(at, visit.entry_time)
     tx.session.add(visit)
     _cached(tx, "open_visits")[student.id] = None
-    tx.emit(_visit_event(EventType.STUDENT_CHECKOUT, tx, student, _group_of(tx, visit), source))
+    tx.emit(_visit_event(EventType.STUDENT_CHECKOUT, tx, student, group_of(tx, visit), source))
 
 
 def check_in(
