@@ -73,3 +73,37 @@ export function toastError(err, context) {
 export function clearToasts() {
   document.getElementById('toasts')?.replaceChildren();
 }
+
+/**
+ * Shows one card per item, in order, reusing the entries kept in `entries` (a Map from id
+ * to `{ els: { card } }`). `create(item)` builds the entry of a new item, `update(entry, item)`
+ * refreshes a kept one, `refresh(id)` reloads an item's content (new items always, kept ones
+ * when `refreshAll`), `remove(id, entry)` drops one no longer listed. Cards move only when out
+ * of place, so a focused field inside them keeps its focus. `emptyCard` stands in for none.
+ */
+export function showCards(container, emptyCard, entries, items, { create, update, refresh, remove, refreshAll = false }) {
+  const seen = new Set();
+  if (items.length === 0) {
+    if (!emptyCard.isConnected) container.prepend(emptyCard);
+  } else {
+    emptyCard.remove();
+  }
+  items.forEach((item, index) => {
+    const id = String(item.id);
+    seen.add(id);
+    let entry = entries.get(id);
+    if (entry) {
+      update(entry, item);
+      if (refreshAll) refresh(id);
+    } else {
+      entry = create(item);
+      entries.set(id, entry);
+      refresh(id);
+    }
+    const current = container.children[index] ?? null;
+    if (current !== entry.els.card) container.insertBefore(entry.els.card, current);
+  });
+  for (const [id, entry] of entries) {
+    if (!seen.has(id)) remove(id, entry);
+  }
+}

@@ -4,7 +4,7 @@
  */
 
 import { RequestTracker } from './api-client.js';
-import { domId, h, toastError } from './dom.js';
+import { domId, h, showCards, toastError } from './dom.js';
 import { compareNames, formatSince } from './format.js';
 
 export const AWAY_LABEL = 'Abwesend';
@@ -23,34 +23,19 @@ export function createOgsView({ api }) {
 
   /** Shows exactly these home groups (from /api/me), in this order. */
   function apply(ogsGroups, { refreshAll = false } = {}) {
-    const seen = new Set();
-    if (ogsGroups.length === 0) {
-      if (!emptyCard.isConnected) cards.prepend(emptyCard);
-    } else {
-      emptyCard.remove();
-    }
-    ogsGroups.forEach((group, index) => {
-      const id = String(group.id);
-      seen.add(id);
-      let entry = groups.get(id);
-      if (entry) {
+    showCards(cards, emptyCard, groups, ogsGroups, {
+      create: createCard,
+      update: (entry, group) => {
         entry.group = group;
         renderHead(entry);
-        if (refreshAll) refreshRoster(id);
-      } else {
-        entry = createCard(group);
-        groups.set(id, entry);
-        refreshRoster(id);
-      }
-      const current = cards.children[index] ?? null;
-      if (current !== entry.els.card) cards.insertBefore(entry.els.card, current);
-    });
-    for (const [id, entry] of groups) {
-      if (!seen.has(id)) {
+      },
+      refresh: refreshRoster,
+      remove: (id, entry) => {
         entry.els.card.remove();
         groups.delete(id);
-      }
-    }
+      },
+      refreshAll,
+    });
   }
 
   function createCard(group) {

@@ -9,7 +9,7 @@
 
 import { RequestTracker } from './api-client.js';
 import { createDebouncer } from './debouncer.js';
-import { domId, h, toast, toastError } from './dom.js';
+import { domId, h, showCards, toast, toastError } from './dom.js';
 import { compareNames, formatSince } from './format.js';
 
 const SEARCH_DELAY_MS = 250;
@@ -44,32 +44,16 @@ export function createRoomView({ api, onGroupsChanged }) {
 
   /** Shows exactly these groups (from /api/me), in this order. */
   function apply(activeGroups, { refreshAll = false } = {}) {
-    const seen = new Set();
-    if (activeGroups.length === 0) {
-      if (!emptyCard.isConnected) cards.prepend(emptyCard);
-    } else {
-      emptyCard.remove();
-    }
-    activeGroups.forEach((group, index) => {
-      const id = String(group.id);
-      seen.add(id);
-      let entry = groups.get(id);
-      if (entry) {
+    showCards(cards, emptyCard, groups, activeGroups, {
+      create: createCard,
+      update: (entry, group) => {
         entry.group = group;
         renderHead(entry);
-        if (refreshAll) refreshGroup(id);
-      } else {
-        entry = createCard(group);
-        groups.set(id, entry);
-        refreshGroup(id);
-      }
-      // Move only when out of place: moving a node would take the focus out of its search.
-      const current = cards.children[index] ?? null;
-      if (current !== entry.els.card) cards.insertBefore(entry.els.card, current);
+      },
+      refresh: refreshGroup,
+      remove: removeGroup,
+      refreshAll,
     });
-    for (const [id, entry] of groups) {
-      if (!seen.has(id)) removeGroup(id, entry);
-    }
   }
 
   function removeGroup(id, entry) {
