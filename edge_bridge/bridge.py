@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from edge_bridge.config import Settings
 from edge_bridge.db import make_engine, migrate
@@ -113,11 +114,11 @@ class Bridge:
         await self.store.write(lambda tx: self.eventlog.prune(tx.session))
 
     @staticmethod
-    async def _every(seconds: float, job: object) -> None:
+    async def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> None:
         while True:
             await asyncio.sleep(seconds)
             try:
-                await job()  # type: ignore[operator]
+                await job()
             except Exception:
                 logger.exception("Background job failed job=%s", getattr(job, "__name__", job))
 

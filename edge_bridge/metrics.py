@@ -23,34 +23,34 @@ class _LiveCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         values = self._read()
-        yield GaugeMetricFamily(
-            "edge_sse_clients_connected", "Open SSE streams", value=values.get("clients", 0)
-        )
-        yield CounterMetricFamily(
-            "edge_sse_slow_disconnects",
-            "Streams closed because the client fell behind",
-            value=values.get("slow_disconnects", 0),
-        )
-        yield CounterMetricFamily(
-            "edge_sse_replays",
-            "Reconnects served from the event log",
-            value=values.get("replays", 0),
-        )
-        yield CounterMetricFamily(
-            "edge_sse_resyncs",
-            "Reconnects told to refetch everything",
-            value=values.get("resyncs", 0),
-        )
-        yield GaugeMetricFamily(
-            "edge_mqtt_connected",
-            "1 while the bridge is connected to the broker",
-            value=values.get("mqtt_connected", 0),
-        )
-        yield GaugeMetricFamily(
-            "edge_readers_online",
-            "Readers whose status says online",
-            value=values.get("readers_online", 0),
-        )
+        for key, family, name, documentation in _LIVE:
+            yield family(name, documentation, value=values.get(key, 0))
+
+
+# key in the reader's dict, kind, metric name, help text
+_LIVE: list[tuple[str, type[GaugeMetricFamily | CounterMetricFamily], str, str]] = [
+    ("clients", GaugeMetricFamily, "edge_sse_clients_connected", "Open SSE streams"),
+    (
+        "slow_disconnects",
+        CounterMetricFamily,
+        "edge_sse_slow_disconnects",
+        "Streams closed because the client fell behind",
+    ),
+    ("replays", CounterMetricFamily, "edge_sse_replays", "Reconnects served from the event log"),
+    ("resyncs", CounterMetricFamily, "edge_sse_resyncs", "Reconnects told to refetch everything"),
+    (
+        "mqtt_connected",
+        GaugeMetricFamily,
+        "edge_mqtt_connected",
+        "1 while the bridge is connected to the broker",
+    ),
+    (
+        "readers_online",
+        GaugeMetricFamily,
+        "edge_readers_online",
+        "Readers whose status says online",
+    ),
+]
 
 
 class Metrics:
