@@ -55,6 +55,3 @@ class StaffDirectory:
     def set_groups(self, changed: dict[int, Groups]) -> None:
         if changed:
             self._groups = {**self._groups, **changed}
-
-    def __len__(self) -> int:
-        return len(self._staff)

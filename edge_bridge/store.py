@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -95,7 +94,6 @@ class Store:
         self.on_published = on_published
         self.directory = directory
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
-        self.last_commit_seconds = 0.0
 
     async def write(self, work: Callable[[Tx], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -103,13 +101,11 @@ class Store:
 
     def write_blocking(self, work: Callable[[Tx], T]) -> T:
         """Run `work` in one transaction on the calling thread; announce after the commit."""
-        started = time.perf_counter()
         with transaction(self.engine) as session:
             tx = Tx(session)
             result = work(tx)
             tx.flush_events()
             groups = staff_groups_many(session, tx.staff_changed) if tx.staff_changed else {}
-        self.last_commit_seconds = time.perf_counter() - started
         if self.directory is not None:
             self.directory.set_groups(groups)  # before the hub hears of it: see api/sse.py
         self._announce(tx, groups)
