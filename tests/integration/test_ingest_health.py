@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,22 @@ def _publish_scan(broker: Broker, password: str, prefix: str) -> None:
     client.publish(Topics(prefix).scan("reader-101"), b"{}", qos=1).wait_for_publish(5)
     client.disconnect()
     client.loop_stop()
+
+
+def _publish_until(
+    happened: Callable[[], bool], broker: Broker, password: str, prefix: str
+) -> None:
+    """Publish a scan until `happened()`: the bridge's subscription may still be on its way
+    when the connection is up, and a scan published before it exists reaches nobody."""
+    for _ in range(10):
+        _publish_scan(broker, password, prefix)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if happened():
+                return
+            time.sleep(0.02)
+    msg = "the bridge never received a scan"
+    raise TimeoutError(msg)
 
 
 @pytest.fixture
@@ -81,8 +98,9 @@ def test_an_exception_escaping_a_paho_callback_makes_ingest_unhealthy(
 
     async def scenario(ingest: Ingest) -> None:
         ingest._client.on_message = boom  # sabotage: what our own callback never allows
-        await asyncio.to_thread(_publish_scan, broker, passwords["reader-101"], broker.prefix)
-        await asyncio.to_thread(died.wait, 10)
+        await asyncio.to_thread(
+            _publish_until, died.is_set, broker, passwords["reader-101"], broker.prefix
+        )
         await _wait_until(lambda: not ingest.healthy())
 
         assert ingest.connected.is_set()  # paho still believes it is connected
@@ -102,8 +120,13 @@ def test_a_failure_inside_our_message_callback_is_logged_and_survived(
         closed_loop = asyncio.new_event_loop()
         closed_loop.close()
         ingest._loop = closed_loop  # the hand-over now raises inside the callback
-        await asyncio.to_thread(_publish_scan, broker, passwords["reader-101"], broker.prefix)
-        await _wait_until(lambda: "MQTT message hand-over failed" in caplog.text)
+        await asyncio.to_thread(
+            _publish_until,
+            lambda: "MQTT message hand-over failed" in caplog.text,
+            broker,
+            passwords["reader-101"],
+            broker.prefix,
+        )
 
         assert ingest.healthy()
 
