@@ -19,6 +19,11 @@ from api.routes import auth, devices, directory, groups, health, me, ogs
 from edge_bridge.bridge import Bridge
 from edge_bridge.config import Settings
 from edge_bridge.errors import EdgeBridgeError
+from edge_bridge.tuning import (
+    LOGIN_FAILURES_PER_ADDRESS,
+    LOGIN_FAILURES_PER_EMAIL,
+    LOGIN_WINDOW_SECONDS,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -76,8 +81,12 @@ def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
     app.state.directory = bridge.directory
     app.state.ingest_healthy = bridge.ingest_healthy
     app.state.login_limiters = SimpleNamespace(
-        by_email=SlidingWindowLimiter(limit=10, window_seconds=300),
-        by_address=SlidingWindowLimiter(limit=50, window_seconds=300),
+        by_email=SlidingWindowLimiter(
+            limit=LOGIN_FAILURES_PER_EMAIL, window_seconds=LOGIN_WINDOW_SECONDS
+        ),
+        by_address=SlidingWindowLimiter(
+            limit=LOGIN_FAILURES_PER_ADDRESS, window_seconds=LOGIN_WINDOW_SECONDS
+        ),
     )
     app.add_exception_handler(EdgeBridgeError, _core_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -29,17 +29,19 @@ from api.security import Principal
 from edge_bridge.directory import StaffDirectory
 from edge_bridge.events import Event, EventType
 from edge_bridge.hub import Hub, Subscription
+from edge_bridge.tuning import (
+    EVENT_ID_MAX_DIGITS,
+    SSE_RETRY_MS,
+    SSE_SEND_TIMEOUT_SECONDS,
+    SSE_SHUTDOWN_GRACE_SECONDS,
+)
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/sse", tags=["events"])
 
-RETRY_MS = 1000
-SEND_TIMEOUT_SECONDS = 10.0
-SHUTDOWN_GRACE_SECONDS = 1.0  # below uvicorn's timeout_graceful_shutdown (3 s in cli.py)
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _STREAM_LOCAL = frozenset({EventType.CONNECTED, EventType.RESYNC})
 _CACHE_SIZE = 2048
-_MAX_ID_DIGITS = 18  # fits a signed 64-bit database integer
 # Recently encoded frames by event id; the event object is kept to check identity, so a
 # stream-local frame reusing an id (`resync`) or another app in this process never gets
 # someone else's bytes.
@@ -71,7 +73,8 @@ def connected_frame(
         "ogs_groups": [str(g) for g in sorted(ogs)],
     }
     data = json.dumps(body, separators=(",", ":"))
-    return f"retry: {RETRY_MS}\n\nid: {start_after_id}\nevent: connected\ndata: {data}\n\n".encode()
+    retry = f"retry: {SSE_RETRY_MS}\n\n"
+    return f"{retry}id: {start_after_id}\nevent: connected\ndata: {data}\n\n".encode()
 
 
 class StreamShutdown:
@@ -129,7 +132,7 @@ def parse_last_event_id(header: str | None, query: str | None) -> int | None:
     raw = (header or "").strip() or (query or "").strip()
     if not raw:
         return None
-    if not (raw.isascii() and raw.isdecimal() and len(raw) <= _MAX_ID_DIGITS):
+    if not (raw.isascii() and raw.isdecimal() and len(raw) <= EVENT_ID_MAX_DIGITS):
         msg = f"Last-Event-ID must be a non-negative event id, got: {raw[:20]!r}"
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=msg)
     return int(raw)
@@ -201,9 +204,9 @@ async def get_events(
         headers=HEADERS,
         ping=settings.sse_heartbeat_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
-        send_timeout=SEND_TIMEOUT_SECONDS,
+        send_timeout=SSE_SEND_TIMEOUT_SECONDS,
         shutdown_event=shutdown,  # type: ignore[arg-type]  # see StreamShutdown
-        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+        shutdown_grace_period=SSE_SHUTDOWN_GRACE_SECONDS,
     )
 
 

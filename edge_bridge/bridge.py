@@ -21,13 +21,13 @@ from edge_bridge.ingest import Ingest
 from edge_bridge.metrics import Metrics
 from edge_bridge.presence import Presence
 from edge_bridge.store import Store, Tx
+from edge_bridge.tuning import (
+    GROUP_REFRESH_SECONDS,
+    PRESENCE_FLUSH_SECONDS,
+    PRUNE_INTERVAL_MAX_SECONDS,
+)
 
 logger = logging.getLogger(__name__)
-PRUNE_INTERVAL_SECONDS = 300.0
-PRESENCE_FLUSH_SECONDS = 5.0
-# Supervision and leadership can change outside this process (`edge-bridge import`): open
-# streams re-read their staff member's groups this often.
-GROUP_REFRESH_SECONDS = 5.0
 
 
 class Bridge:
@@ -65,7 +65,7 @@ class Bridge:
         if self.ingest is not None:
             await self.ingest.start()
         self._tasks = [
-            asyncio.create_task(self._every(PRUNE_INTERVAL_SECONDS, self._prune), name="prune"),
+            asyncio.create_task(self._every(PRUNE_INTERVAL_MAX_SECONDS, self._prune), name="prune"),
             asyncio.create_task(
                 self._every(PRESENCE_FLUSH_SECONDS, self.presence.flush), name="presence-flush"
             ),

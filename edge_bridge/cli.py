@@ -23,6 +23,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from edge_bridge.tuning import GRACEFUL_SHUTDOWN_SECONDS
 
     logger.info(
         "Starting edge-bridge host=%s port=%s database=%s mqtt=%s",
@@ -36,7 +37,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_config=None,
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_SECONDS),
         proxy_headers=True,
     )
     # Thousands of long-lived streams make the cyclic GC walk the same objects over and over:

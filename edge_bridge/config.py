@@ -21,6 +21,18 @@ from edge_bridge.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 DEFAULT_SECRET_FILE = Path("data/jwt_secret")
+# Below this, SSE_CLIENT_BUFFER is most likely an old event count (it used to be 64 events).
+MIN_SSE_CLIENT_BUFFER_BYTES = 16_384
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+}
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -40,10 +52,36 @@ class Settings(BaseSettings):
     jwt_access_ttl: int = Field(default=900, gt=0)
     jwt_refresh_ttl: int = Field(default=3600, gt=0)
     sse_heartbeat_seconds: float = Field(default=30, gt=0)
-    sse_client_buffer: int = Field(default=64, ge=1)
+    # Bytes of events a stream may hold unsent before it counts as slow (CONTRACT §8).
+    sse_client_buffer: int = 1_048_576
+    sse_max_streams_per_staff: int = Field(default=10, ge=1)  # the oldest is closed beyond
+    sse_max_streams: int = Field(default=20_000, ge=1)  # in this process; beyond: 503
+    sse_replay_limit: int = Field(
+        default=2_000, ge=1
+    )  # missed events one replay sends, else resync
     scan_debounce_seconds: float = Field(default=3, ge=0)
     event_retention_seconds: int = Field(default=86400, gt=0)
+    # How long a `(device_id, scan_id)` answers redeliveries from its first result (the
+    # broker's session expiry: no redelivery can come later).
+    processed_scan_retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    ingest_queue_size: int = Field(default=10_000, ge=1)  # messages waiting for the worker
     log_level: LogLevel = "INFO"
+
+    @field_validator("sse_client_buffer", mode="before")
+    @classmethod
+    def _parse_byte_size(cls, value: object) -> object:
+        return parse_byte_size(value) if isinstance(value, str) else value
+
+    @field_validator("sse_client_buffer")
+    @classmethod
+    def _check_buffer_bytes(cls, value: int) -> int:
+        if value < MIN_SSE_CLIENT_BUFFER_BYTES:
+            msg = (
+                f"is a size in bytes (it used to count events), at least "
+                f"{MIN_SSE_CLIENT_BUFFER_BYTES}; e.g. 1MiB"
+            )
+            raise ValueError(msg)
+        return value
 
     @field_validator("mqtt_url")
     @classmethod
@@ -104,6 +142,17 @@ class MqttEndpoint:
 
     def __repr__(self) -> str:  # never shows the password
         return f"MqttEndpoint(host={self.host!r}, port={self.port}, tls={self.tls})"
+
+
+def parse_byte_size(value: str) -> int:
+    """`65536`, `64KiB`, `1MiB` (also `k`, `KB`, `m`, `MB`; powers of 1024) → bytes."""
+    text = value.strip().lower().replace(" ", "")
+    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(digits) :]
+    if not digits.isdecimal() or unit not in _BYTE_UNITS:
+        msg = f"must be a size in bytes such as 1048576 or 1MiB, got: {value!r}"
+        raise ValueError(msg)
+    return int(digits) * _BYTE_UNITS[unit]
 
 
 def _describe(error: ValidationError) -> str:

@@ -34,6 +34,15 @@ from edge_bridge.models import Device, utcnow
 from edge_bridge.presence import Presence
 from edge_bridge.scans import MESSAGES, Scan, record_scans, within_skew
 from edge_bridge.store import Store, Tx
+from edge_bridge.tuning import (
+    INGEST_MAX_BATCH,
+    INGEST_STOP_TIMEOUT_SECONDS,
+    MQTT_KEEPALIVE_SECONDS,
+    MQTT_RECEIVE_MAXIMUM,
+    MQTT_RECONNECT_MAX_SECONDS,
+    MQTT_RECONNECT_MIN_SECONDS,
+    MQTT_SESSION_EXPIRY_SECONDS,
+)
 from edge_bridge.visits import Outcome
 from edge_bridge.wire import (
     MAX_PAYLOAD_BYTES,
@@ -45,10 +54,6 @@ from edge_bridge.wire import (
 )
 
 logger = logging.getLogger(__name__)
-
-SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
-RECEIVE_MAXIMUM = 1000
-MAX_BATCH = 500
 
 
 @dataclass(slots=True)
@@ -115,7 +120,9 @@ class Ingest:
         if endpoint.tls:
             client.tls_set(ca_certs=self.settings.mqtt_ca_file)
         client.will_set(self.topics.bridge_status, b'{"online":false}', qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.reconnect_delay_set(
+            min_delay=MQTT_RECONNECT_MIN_SECONDS, max_delay=MQTT_RECONNECT_MAX_SECONDS
+        )
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -126,10 +133,14 @@ class Ingest:
         self._loop = asyncio.get_running_loop()
         endpoint = self.settings.mqtt
         properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
-        properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        properties.SessionExpiryInterval = MQTT_SESSION_EXPIRY_SECONDS
+        properties.ReceiveMaximum = MQTT_RECEIVE_MAXIMUM
         self._client.connect_async(
-            endpoint.host, endpoint.port, keepalive=30, clean_start=False, properties=properties
+            endpoint.host,
+            endpoint.port,
+            keepalive=MQTT_KEEPALIVE_SECONDS,
+            clean_start=False,
+            properties=properties,
         )
         self._client.loop_start()
         self._worker = asyncio.create_task(self._run(), name="ingest-worker")
@@ -141,7 +152,7 @@ class Ingest:
             self.topics.prefix,
         )
 
-    async def stop(self, *, timeout_seconds: float = 1.5) -> None:
+    async def stop(self, *, timeout_seconds: float = INGEST_STOP_TIMEOUT_SECONDS) -> None:
         """Stop taking scans, finish the batch in flight, say offline, disconnect."""
         self._accepting = False
         if self._worker is not None:
@@ -238,7 +249,7 @@ class Ingest:
             self._busy = False
             batch = [await self._queue.get()]
             self._busy = True
-            while len(batch) < MAX_BATCH and not self._queue.empty():
+            while len(batch) < INGEST_MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
                 await self._process(batch)

@@ -182,7 +182,10 @@ class ProcessedScan(SQLModel, table=True):
     """A scan handled once; a redelivery of `(device_id, scan_id)` answers from here."""
 
     __tablename__ = "processed_scan"
-    __table_args__ = (sa.Index("ix_processed_scan_debounce", "device_id", "tag", "scanned_at"),)
+    __table_args__ = (
+        sa.Index("ix_processed_scan_debounce", "device_id", "tag", "scanned_at"),
+        sa.Index("ix_processed_scan_processed_at", "processed_at"),  # pruning by age
+    )
     device_id: str = Field(primary_key=True, max_length=64)
     scan_id: str = Field(primary_key=True, max_length=64)
     tag: str | None = Field(default=None, max_length=64)
@@ -214,3 +217,23 @@ class EventLogState(SQLModel, table=True):
     __tablename__ = "event_log_state"
     id: int = Field(default=1, primary_key=True)
     pruned_through_id: int = 0
+
+
+# --- sign-in ----------------------------------------------------------------------------------
+
+
+class RefreshToken(SQLModel, table=True):
+    """An issued refresh token (by its `jti`); each is used once, rotation issues the next.
+
+    Every token descends from one login (`family_id`). Presenting a used or revoked token
+    again means it was stolen: the whole family is revoked. Logout revokes the family too.
+    """
+
+    __tablename__ = "refresh_token"
+    jti: str = Field(primary_key=True, max_length=64)
+    family_id: str = Field(max_length=64, index=True)
+    staff_id: int = Field(foreign_key="staff.id", index=True, ondelete="CASCADE")
+    issued_at: datetime = _when()
+    expires_at: datetime = _when(index=True)
+    used_at: datetime | None = _when(nullable=True)
+    revoked_at: datetime | None = _when(nullable=True)

@@ -16,9 +16,9 @@ from sqlmodel import Session, col, select, update
 
 from edge_bridge.models import Device
 from edge_bridge.store import Store, Tx
+from edge_bridge.tuning import DEVICE_RELOAD_ON_MISS_SECONDS
 
 logger = logging.getLogger(__name__)
-RELOAD_ON_MISS_SECONDS = 2.0
 
 
 @dataclass(slots=True)
@@ -52,7 +52,7 @@ class Presence:
     async def device(self, device_id: str) -> Device | None:
         """The device, reloading the directory on a miss (at most every 2 s)."""
         device = self._devices.get(device_id)
-        if device is None and time.monotonic() - self._loaded_at > RELOAD_ON_MISS_SECONDS:
+        if device is None and time.monotonic() - self._loaded_at > DEVICE_RELOAD_ON_MISS_SECONDS:
             await self.load()
             device = self._devices.get(device_id)
         return device

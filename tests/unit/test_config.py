@@ -28,9 +28,10 @@ def test_defaults_match_the_contract(tmp_path: Path) -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert (settings.jwt_access_ttl, settings.jwt_refresh_ttl) == (900, 3600)
     assert settings.sse_heartbeat_seconds == 30
-    assert settings.sse_client_buffer == 64
+    assert settings.sse_client_buffer == 1_048_576  # bytes (CONTRACT §8)
     assert settings.scan_debounce_seconds == 3
     assert settings.event_retention_seconds == 86400
+    assert settings.processed_scan_retention_seconds == 7 * 24 * 3600
     assert settings.log_level == "INFO"
 
 
@@ -51,6 +52,8 @@ def test_missing_jwt_secret_is_generated_once_with_mode_0600(tmp_path: Path) -> 
         ("PORT", "abc"),
         ("MQTT_URL", "ftp://x"),
         ("SSE_CLIENT_BUFFER", "0"),
+        ("SSE_CLIENT_BUFFER", "64"),  # the old event count: far too small as bytes
+        ("SSE_CLIENT_BUFFER", "1 lightyear"),
         ("LOG_LEVEL", "LOUD"),
         ("DATABASE_URL", "not a url"),
     ],
@@ -96,3 +99,17 @@ def test_a_short_jwt_secret_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_redact_url_hides_the_password_only() -> None:
     assert redact_url("mqtt://u:pw@h:1") == "mqtt://u:***@h:1"
     assert redact_url("mqtt://h:1") == "mqtt://h:1"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("65536", 65536), ("64KiB", 65536), ("64k", 65536), ("1MiB", 1 << 20), ("2 MB", 2 << 20)],
+)
+def test_sse_client_buffer_is_read_as_a_size_in_bytes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str, expected: int
+) -> None:
+    monkeypatch.setenv("SSE_CLIENT_BUFFER", text)
+
+    settings = load_settings(secret_file=tmp_path / "jwt_secret")
+
+    assert settings.sse_client_buffer == expected

@@ -1,0 +1,48 @@
+"""Tuning constants: the fixed numbers behind the settings, in one place.
+
+Settings (`config.py`) are what an operator sets; these are what the code chose and why.
+Constants that depend on each other are written in terms of each other here, so changing
+one keeps the rest consistent instead of relying on a comment in another module.
+"""
+
+from __future__ import annotations
+
+# --- HTTP server and shutdown -------------------------------------------------------------
+# uvicorn waits this long for open responses on SIGTERM before it cancels them.
+GRACEFUL_SHUTDOWN_SECONDS = 3.0
+# Streams are asked to finish this long before uvicorn gives up on them, so every stream
+# ends with a complete response (the final chunk) rather than being cancelled mid-body.
+SSE_SHUTDOWN_GRACE_SECONDS = GRACEFUL_SHUTDOWN_SECONDS - 2.0
+# The ingest worker's share of shutdown: finish the batch in flight within this.
+INGEST_STOP_TIMEOUT_SECONDS = GRACEFUL_SHUTDOWN_SECONDS / 2
+
+# --- SSE ----------------------------------------------------------------------------------
+SSE_RETRY_MS = 1000  # the `retry:` a browser waits before reconnecting
+# A send to one client that waits longer than this means the client stopped taking bytes:
+# the stream is closed as slow and the browser's reconnect replays what it missed.
+SSE_SEND_TIMEOUT_SECONDS = 10.0
+EVENT_ID_MAX_DIGITS = 18  # a Last-Event-ID fits a signed 64-bit database integer
+HUB_RING_SIZE = 4096  # recent events kept in memory, so most reconnects read no database
+
+# --- MQTT ingest ----------------------------------------------------------------------------
+MQTT_SESSION_EXPIRY_SECONDS = 7 * 24 * 3600  # scans wait this long for a bridge that is down
+MQTT_RECEIVE_MAXIMUM = 1000  # QoS 1 scans in flight to the bridge at once
+MQTT_KEEPALIVE_SECONDS = 30
+MQTT_RECONNECT_MIN_SECONDS = 1
+MQTT_RECONNECT_MAX_SECONDS = 30
+INGEST_MAX_BATCH = 500  # scans per write transaction
+
+# --- Background jobs ----------------------------------------------------------------------
+PRUNE_INTERVAL_MAX_SECONDS = 300.0  # event log and processed scans; shorter for short retention
+PRESENCE_FLUSH_SECONDS = 5.0  # readers' `last_seen` goes to the database this often
+# Supervision and leadership can change outside this process (`edge-bridge import`): open
+# streams re-read their staff member's groups this often.
+GROUP_REFRESH_SECONDS = 5.0
+DEVICE_RELOAD_ON_MISS_SECONDS = (
+    2.0  # an unknown device id re-reads the device table at most this often
+)
+
+# --- Login limits -------------------------------------------------------------------------
+LOGIN_WINDOW_SECONDS = 300.0
+LOGIN_FAILURES_PER_EMAIL = 10
+LOGIN_FAILURES_PER_ADDRESS = 50
