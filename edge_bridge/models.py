@@ -195,6 +195,9 @@ class ProcessedScan(SQLModel, table=True):
     accepted: bool = False
     scanned_at: datetime = _when()
     processed_at: datetime = _when()
+    # The reader's own `ts`, as sent: a reused scan_id (a reader whose counter restarted)
+    # is told from a redelivery by its tag and this time.
+    reader_ts: datetime | None = _when(nullable=True)
 
 
 class EventRecord(SQLModel, table=True):

@@ -1,4 +1,4 @@
-"""refresh tokens, and an index for pruning processed scans by age
+"""refresh tokens; processed scans keep the reader's ts and get an index for pruning by age
 
 Revision ID: 0002
 Revises: 0001
@@ -37,12 +37,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_refresh_token_staff_id"), ["staff_id"])
         batch_op.create_index(batch_op.f("ix_refresh_token_expires_at"), ["expires_at"])
     with op.batch_alter_table("processed_scan", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("reader_ts", edge_bridge.models.UTCDateTime(), nullable=True))
         batch_op.create_index("ix_processed_scan_processed_at", ["processed_at"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("processed_scan", schema=None) as batch_op:
         batch_op.drop_index("ix_processed_scan_processed_at")
+        batch_op.drop_column("reader_ts")
     with op.batch_alter_table("refresh_token", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refresh_token_expires_at"))
         batch_op.drop_index(batch_op.f("ix_refresh_token_staff_id"))
