@@ -1,72 +1,56 @@
-"""MQTT ingestion: paho's network thread hands messages to the loop; scans become visits.
+"""MQTT ingestion: the worker that turns the messages `MqttClient` hands over into effects.
 
 Flow per batch: validate → one write transaction for all valid scans (the store publishes
 their events after the commit) → feedback to each reader → acknowledge to the broker. A crash
 anywhere before the acknowledgement means the broker redelivers, and `(device_id, scan_id)`
 idempotency turns the redelivery into a repeat of the stored feedback.
 
-paho pitfalls handled here: the session must outlive a restart (MQTT v5 session expiry, clean
-start off), and an exception escaping a callback kills the network thread silently, so every
-callback catches everything and `healthy()` checks that the thread is alive.
+Failures are sorted by what they say:
+- about one message (garbage, an unknown device, a scan that fails on its own, a bug met by
+  one payload): that message is answered `rejected`, acknowledged, counted and logged; the
+  rest of the batch goes on;
+- about the database (connection lost, locked, serialization failure: `is_transient_error`):
+  nothing is answered or acknowledged, the database counts as unreachable (`/ready` says
+  so), and the batch is retried with capped exponential backoff until it goes through.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 from sqlmodel import select
 
 from edge_bridge.config import Settings
+from edge_bridge.logthrottle import LogThrottle
 from edge_bridge.metrics import Metrics
 from edge_bridge.models import Device, utcnow
+from edge_bridge.mqtt_client import Inbound, MqttClient
 from edge_bridge.presence import Presence
 from edge_bridge.scans import MESSAGES, Scan, record_scans, within_skew
-from edge_bridge.store import Store, Tx
+from edge_bridge.store import Store, Tx, is_transient_error
 from edge_bridge.tuning import (
     INGEST_MAX_BATCH,
+    INGEST_RETRY_MAX_SECONDS,
+    INGEST_RETRY_MIN_SECONDS,
     INGEST_STOP_TIMEOUT_SECONDS,
-    MQTT_KEEPALIVE_SECONDS,
-    MQTT_RECEIVE_MAXIMUM,
-    MQTT_RECONNECT_MAX_SECONDS,
-    MQTT_RECONNECT_MIN_SECONDS,
-    MQTT_SESSION_EXPIRY_SECONDS,
 )
 from edge_bridge.visits import Outcome
 from edge_bridge.wire import (
-    MAX_PAYLOAD_BYTES,
-    FeedbackPayload,
+    Rejection,
     ScanPayload,
     ScanResult,
     StatusPayload,
-    Topics,
+    feedback_payload,
+    parse_scan,
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Inbound:
-    """A message as handed over by the network thread."""
-
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received: float
-    received_at: datetime
-    connection: int  # which connection it came on: acks only go back on that one
 
 
 @dataclass(slots=True)
@@ -95,55 +79,22 @@ class Ingest:
         self.presence = presence
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.topics = Topics(settings.mqtt_topic_prefix)
-        self.connected = threading.Event()
-        self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.throttle = LogThrottle(logger)
+        self.mqtt = MqttClient(settings, metrics=self.metrics, throttle=self.throttle)
+        self.topics = self.mqtt.topics
+        self.connected = self.mqtt.connected
         self._worker: asyncio.Task[None] | None = None
-        self._client = self._make_client()
         self._accepting = True
-        self._connection = 0
+        self._stopping = asyncio.Event()
         self._busy = False  # the worker holds a batch between taking it and acknowledging it
+        self._database_down_since: float | None = None
 
     # --- lifecycle ---
 
-    def _make_client(self) -> mqtt.Client:
-        endpoint = self.settings.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.settings.mqtt_client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        if endpoint.username:
-            client.username_pw_set(endpoint.username, endpoint.password)
-        if endpoint.tls:
-            client.tls_set(ca_certs=self.settings.mqtt_ca_file)
-        client.will_set(self.topics.bridge_status, b'{"online":false}', qos=1, retain=True)
-        client.reconnect_delay_set(
-            min_delay=MQTT_RECONNECT_MIN_SECONDS, max_delay=MQTT_RECONNECT_MAX_SECONDS
-        )
-        client.max_queued_messages_set(0)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
-
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        endpoint = self.settings.mqtt
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = MQTT_SESSION_EXPIRY_SECONDS
-        properties.ReceiveMaximum = MQTT_RECEIVE_MAXIMUM
-        self._client.connect_async(
-            endpoint.host,
-            endpoint.port,
-            keepalive=MQTT_KEEPALIVE_SECONDS,
-            clean_start=False,
-            properties=properties,
-        )
-        self._client.loop_start()
+        self.mqtt.start(asyncio.get_running_loop())
         self._worker = asyncio.create_task(self._run(), name="ingest-worker")
+        endpoint = self.settings.mqtt
         logger.info(
             "MQTT ingest started broker=%s:%s client_id=%s prefix=%s",
             endpoint.host,
@@ -155,6 +106,7 @@ class Ingest:
     async def stop(self, *, timeout_seconds: float = INGEST_STOP_TIMEOUT_SECONDS) -> None:
         """Stop taking scans, finish the batch in flight, say offline, disconnect."""
         self._accepting = False
+        self._stopping.set()  # a batch waiting out a database outage stays unacknowledged
         if self._worker is not None:
             if not self._busy:
                 self._worker.cancel()  # waiting for a message: nothing in flight
@@ -164,156 +116,191 @@ class Ingest:
             except TimeoutError:
                 self._worker.cancel()
                 logger.warning("MQTT ingest worker did not finish its batch in time")
-        try:
-            if self.connected.is_set():
-                info = self._client.publish(
-                    self.topics.bridge_status, b'{"online":false}', qos=1, retain=True
-                )
-                await asyncio.to_thread(info.wait_for_publish, 1.0)
-        except (RuntimeError, ValueError) as exc:
-            logger.info("Bridge offline status not sent reason=%s", exc)
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        await self.mqtt.stop()
         logger.info("MQTT ingest stopped")
 
     def healthy(self) -> bool:
         """Connected, the network thread alive, and the worker running."""
-        thread = getattr(self._client, "_thread", None)
         worker_ok = self._worker is not None and not self._worker.done()
-        return self.connected.is_set() and thread is not None and thread.is_alive() and worker_ok
+        return self.mqtt.healthy() and worker_ok
 
-    # --- paho callbacks: they run on paho's network thread and must never raise ---
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        _userdata: object,
-        flags: object,
-        reason_code: object,
-        _properties: object,
-    ) -> None:
-        try:
-            if getattr(reason_code, "is_failure", False):
-                logger.warning("MQTT connect refused reason=%s", reason_code)
-                return
-            self._connection += 1
-            client.subscribe([(self.topics.all_scans, 1), (self.topics.all_statuses, 1)])
-            client.publish(self.topics.bridge_status, b'{"online":true}', qos=1, retain=True)
-            self.connected.set()
-            logger.info(
-                "MQTT connected session_present=%s",
-                getattr(flags, "session_present", "?"),
-            )
-        except Exception:
-            logger.exception("MQTT on_connect failed")
-
-    def _on_disconnect(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _flags: object,
-        reason_code: object,
-        _properties: object,
-    ) -> None:
-        try:
-            self.connected.clear()
-            logger.warning("MQTT disconnected reason=%s (paho reconnects)", reason_code)
-        except Exception:
-            logger.exception("MQTT on_disconnect failed")
-
-    def _on_message(
-        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
-    ) -> None:
-        # paho-mqtt calls this from its network thread: hand over to the loop, nothing else.
-        try:
-            inbound = Inbound(
-                message.topic,
-                bytes(message.payload),
-                message.mid,
-                message.qos,
-                time.perf_counter(),
-                utcnow(),
-                self._connection,
-            )
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, inbound)
-        except Exception:
-            logger.exception("MQTT message hand-over failed topic=%s", message.topic)
+    @property
+    def database_unreachable(self) -> bool:
+        """True from a transient database error until the retried batch goes through."""
+        return self._database_down_since is not None
 
     # --- the worker, on the event loop ---
 
     async def _run(self) -> None:
         # After stop() the worker finishes the batch in hand and leaves the rest
         # unacknowledged in the queue: the broker redelivers it to the next session.
+        queue = self.mqtt.queue
         while self._accepting:
             self._busy = False
-            batch = [await self._queue.get()]
+            batch = [await queue.get()]
             self._busy = True
-            while len(batch) < INGEST_MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            while len(batch) < INGEST_MAX_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            await self._process_until_done(batch)
+
+    async def _process_until_done(self, batch: list[Inbound]) -> None:
+        """Process the batch; while the database is away, wait and retry what is unanswered."""
+        delay = INGEST_RETRY_MIN_SECONDS
+        while True:
             try:
-                await self._process(batch)
+                await self._process([inbound for inbound in batch if not inbound.handled])
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                # Not acknowledged: the broker redelivers these after a reconnect.
-                logger.exception("Scan batch failed size=%d; left unacknowledged", len(batch))
+            except Exception as exc:
+                if not is_transient_error(exc):
+                    # Not acknowledged: the broker redelivers these after a reconnect.
+                    logger.exception("Scan batch failed size=%d; left unacknowledged", len(batch))
+                    return
+                self._database_down(exc, delay)
+                if await self._stopped_within(delay):
+                    return
+                delay = min(delay * 2, INGEST_RETRY_MAX_SECONDS)
+                continue
+            self._database_up()
+            return
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _database_down(self, exc: Exception, delay: float) -> None:
+        self.metrics.scan_retries.inc()
+        if self._database_down_since is None:
+            self._database_down_since = time.monotonic()
+            error = getattr(exc, "orig", None) or exc
+            logger.warning(
+                "Database unavailable, scans wait unacknowledged error=%s retry_in_s=%.1f",
+                type(error).__name__,
+                delay,
+            )
+
+    def _database_up(self) -> None:
+        if self._database_down_since is not None:
+            seconds = time.monotonic() - self._database_down_since
+            self._database_down_since = None
+            logger.info("Database available again after_s=%.1f; scans resume", seconds)
 
     async def _process(self, batch: list[Inbound]) -> None:
+        """Answer each message; a failure that is about one message stays with it."""
         pending: list[_Pending] = []
         for inbound in batch:
-            parsed = self.topics.parse_reader_topic(inbound.topic)
-            if parsed is None:
-                self._ack(inbound)
+            try:
+                item = await self._take(inbound)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_transient_error(exc):
+                    raise
+                await self._contain(inbound, exc)
                 continue
-            device_id, kind = parsed
-            if kind == "status":
-                await self._handle_status(device_id, inbound)
-            elif kind == "scan":
-                item = await self._validate(device_id, inbound)
-                if item is not None:
-                    pending.append(item)
-            else:
-                self._ack(inbound)
+            if item is not None:
+                pending.append(item)
         if pending:
             await self._commit(pending)
+
+    async def _take(self, inbound: Inbound) -> _Pending | None:
+        """A valid scan to commit, or None when the message is already dealt with."""
+        parsed = self.topics.parse_reader_topic(inbound.topic)
+        if parsed is None:
+            self.mqtt.ack(inbound)
+            return None
+        device_id, kind = parsed
+        if kind == "scan":
+            return await self._validate(device_id, inbound)
+        if kind == "status":
+            await self._handle_status(device_id, inbound)
+        else:
+            self.mqtt.ack(inbound)
+        return None
+
+    async def _contain(self, inbound: Inbound, exc: Exception) -> None:
+        """An unexpected failure while handling one message: refuse that message only."""
+        parsed = self.topics.parse_reader_topic(inbound.topic)
+        device_id, kind = parsed if parsed else ("", "")
+        if kind != "scan":
+            self.throttle.warning(
+                (device_id, "internal_error"),
+                "Message ignored device_id=%s reason=internal_error",
+                device_id,
+                exc_info=exc,
+            )
+            self.mqtt.ack(inbound)
+            return
+        try:
+            known = await self.presence.device(device_id) is not None
+        except Exception as lookup_error:
+            if is_transient_error(lookup_error):
+                raise
+            known = False
+        self._reject(device_id, inbound, Rejection("internal_error"), known=known, exc=exc)
 
     async def _handle_status(self, device_id: str, inbound: Inbound) -> None:
         try:
             status = StatusPayload.model_validate_json(inbound.payload)
         except ValidationError:
-            logger.warning("Reader status ignored device_id=%s reason=invalid_payload", device_id)
+            self.throttle.warning(
+                (device_id, "status_invalid"),
+                "Reader status ignored device_id=%s reason=invalid_payload",
+                device_id,
+            )
         else:
             await self.presence.update(
                 device_id, online=status.online, firmware=status.firmware, at=inbound.received_at
             )
-        self._ack(inbound)
+        self.mqtt.ack(inbound)
 
     async def _validate(self, device_id: str, inbound: Inbound) -> _Pending | None:
         device = await self.presence.device(device_id)
-        parsed = parse_scan(inbound.payload, device)
+        parsed = Rejection("oversize") if inbound.oversize else parse_scan(inbound.payload)
+        if device is None or not device.active:
+            reason = "unknown_device" if device is None else "inactive_device"
+            parsed = Rejection(reason, scan_id=parsed.scan_id)
         if isinstance(parsed, ScanPayload):
             scan = Scan(device_id, parsed.scan_id, parsed.tag, parsed.ts, inbound.received_at)
             if not within_skew(scan):
                 self.metrics.scan_clock_skew.inc()
             return _Pending(inbound, scan)
-        self.metrics.scan_rejections.labels(parsed.reason).inc()
-        logger.warning("Scan rejected device_id=%s reason=%s", device_id, parsed)
-        if device is not None:
-            self.metrics.scans.labels(str(ScanResult.REJECTED)).inc()
-            feedback = FeedbackPayload(
-                scan_id=parsed.scan_id or "",
-                result=ScanResult.REJECTED,
-                message=MESSAGES[ScanResult.REJECTED],
-            )
-            self._send_feedback(device_id, feedback)
-        self._ack(inbound)
+        self._reject(device_id, inbound, parsed, known=device is not None)
         return None
+
+    def _reject(
+        self,
+        device_id: str,
+        inbound: Inbound,
+        rejection: Rejection,
+        *,
+        known: bool,
+        exc: Exception | None = None,
+    ) -> None:
+        """No effect: counted, logged (rate-limited), `rejected` to a known reader, acked."""
+        self.metrics.scan_rejections.labels(rejection.reason).inc()
+        self.throttle.warning(
+            (device_id, rejection.reason),
+            "Scan rejected device_id=%s reason=%s",
+            device_id,
+            rejection,
+            exc_info=exc,
+        )
+        if known:
+            self.metrics.scans.labels(str(ScanResult.REJECTED)).inc()
+            self._answer(device_id, rejection.scan_id or "", ScanResult.REJECTED)
+        self.mqtt.ack(inbound)
 
     async def _commit(self, pending: list[_Pending]) -> None:
         try:
             await self.store.write(lambda tx: self._record(tx, pending))
-        except Exception:
+        except Exception as exc:
+            if is_transient_error(exc):
+                raise  # about the database, not these scans: the whole batch waits
             if len(pending) == 1:
                 self._give_up(pending[0])
                 return
@@ -321,21 +308,7 @@ class Ingest:
             for item in pending:
                 await self._commit([item])
             return
-        done = time.perf_counter()
-        self.metrics.batch_size.observe(len(pending))
-        for item in pending:
-            assert item.outcome is not None
-            self.metrics.scans.labels(str(item.outcome.result)).inc()
-            self.metrics.scan_to_broadcast.observe(done - item.inbound.received)
-            self.presence.seen(item.scan.device_id, item.inbound.received_at)
-            feedback = FeedbackPayload(
-                scan_id=item.scan.scan_id,
-                result=item.outcome.result,
-                message=item.outcome.message,
-                student_name=item.outcome.student_name,
-            )
-            self._send_feedback(item.scan.device_id, feedback)
-            self._ack(item.inbound)
+        self._finish(pending)
 
     def _record(self, tx: Tx, pending: list[_Pending]) -> None:
         devices = {d.id: d for d in tx.session.exec(select(Device)).all()}
@@ -343,6 +316,25 @@ class Ingest:
         outcomes = record_scans(tx, items, debounce_seconds=self.settings.scan_debounce_seconds)
         for item, outcome in zip(pending, outcomes, strict=True):
             item.outcome = outcome
+
+    def _finish(self, pending: list[_Pending]) -> None:
+        """After the commit: count, answer and acknowledge each scan."""
+        done = time.perf_counter()
+        self.metrics.batch_size.observe(len(pending))
+        for item in pending:
+            outcome = item.outcome
+            assert outcome is not None
+            self.metrics.scans.labels(str(outcome.result)).inc()
+            self.metrics.scan_to_broadcast.observe(done - item.inbound.received)
+            self.presence.seen(item.scan.device_id, item.inbound.received_at)
+            self._answer(
+                item.scan.device_id,
+                item.scan.scan_id,
+                outcome.result,
+                outcome.message,
+                outcome.student_name,
+            )
+            self.mqtt.ack(item.inbound)
 
     def _give_up(self, item: _Pending) -> None:
         """A scan that fails on its own would fail forever: answer `rejected`, do not loop."""
@@ -352,60 +344,21 @@ class Ingest:
             item.scan.scan_id,
         )
         self.metrics.scan_rejections.labels("internal_error").inc()
-        feedback = FeedbackPayload(
-            scan_id=item.scan.scan_id,
-            result=ScanResult.REJECTED,
-            message=MESSAGES[ScanResult.REJECTED],
-        )
-        self._send_feedback(item.scan.device_id, feedback)
-        self._ack(item.inbound)
+        self.metrics.scans.labels(str(ScanResult.REJECTED)).inc()
+        self._answer(item.scan.device_id, item.scan.scan_id, ScanResult.REJECTED)
+        self.mqtt.ack(item.inbound)
 
-    def _send_feedback(self, device_id: str, feedback: FeedbackPayload) -> None:
-        payload = feedback.model_dump_json(exclude_none=True).encode()
-        self._client.publish(self.topics.feedback(device_id), payload, qos=1)
-
-    def _ack(self, inbound: Inbound) -> None:
-        """Acknowledge on the connection the message came on; after a reconnect its message id
-        may belong to another, uncommitted scan, and the broker redelivers this one anyway."""
-        if inbound.qos > 0 and inbound.connection == self._connection:
-            self._client.ack(inbound.mid, inbound.qos)
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a scan payload was refused before any effect."""
-
-    reason: str
-    field: str | None = None
-    scan_id: str | None = None
-
-    def __str__(self) -> str:
-        return self.reason if self.field is None else f"{self.reason} field={self.field}"
-
-
-def parse_scan(payload: bytes, device: Device | None) -> ScanPayload | Rejection:
-    """The validated scan, or why it is refused (with its scan_id when readable)."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        return Rejection("oversize")
-    try:
-        document = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return Rejection("not_json")
-    raw_id = document.get("scan_id") if isinstance(document, dict) else None
-    scan_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 64 else None
-    if device is None:
-        return Rejection("unknown_device", scan_id=scan_id)
-    if not device.active:
-        return Rejection("inactive_device", scan_id=scan_id)
-    try:
-        return ScanPayload.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "payload"
-        if field == "tag":
-            reason = "bad_tag"
-        elif first["type"] == "missing":
-            reason = "missing_field"
-        else:
-            reason = "invalid_field"
-        return Rejection(reason, field, scan_id)
+    def _answer(
+        self,
+        device_id: str,
+        scan_id: str,
+        result: ScanResult,
+        message: str | None = None,
+        student_name: str | None = None,
+    ) -> None:
+        """Feedback to the reader: outcomes, rejections and give-ups all go through here."""
+        if result is ScanResult.REJECTED:
+            self.presence.rejected(device_id)
+        text = MESSAGES[result] if message is None else message
+        payload = feedback_payload(scan_id, result, text, student_name)
+        self.mqtt.publish(self.topics.feedback(device_id), payload)

@@ -73,6 +73,17 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.mqtt_dropped = Counter(
+            "edge_mqtt_messages_dropped",
+            "Messages not queued for the worker (left to the broker to redeliver), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.scan_retries = Counter(
+            "edge_scan_batch_retries",
+            "Scan batches retried after a transient database error",
+            registry=self.registry,
+        )
         self.scan_clock_skew = Counter(
             "edge_scan_clock_skew",
             "Scans whose ts was outside the accepted skew (server time used)",

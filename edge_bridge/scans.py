@@ -3,7 +3,10 @@
 `record_scans` handles a batch inside one write transaction: it loads what the batch needs
 (earlier outcomes, tag owners, open visits, last accepted scans) in a handful of queries and
 then applies `decide_scan` and the visit rules to each scan in arrival order. A scan whose
-`(device_id, scan_id)` was processed before returns the stored outcome and changes nothing.
+`(device_id, scan_id)` was processed before, with the same tag and (within a few seconds) the
+same reader `ts`, is a redelivery: it returns the stored outcome and changes nothing. The same
+id with another tag or time is a reader whose counter restarted: a new scan, whose row
+replaces the old one. Rows older than the retention are pruned (`prune_processed_scans`).
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, tuple_
-from sqlmodel import col, select
+from sqlalchemy import delete, func, tuple_
+from sqlmodel import Session, col, select
 
 from edge_bridge.events import Source
 from edge_bridge.models import ActiveGroup, Device, ProcessedScan, RfidTag, Staff, Student
 from edge_bridge.store import Tx
+from edge_bridge.tuning import SCAN_ID_REUSE_TS_TOLERANCE_SECONDS
 from edge_bridge.visits import (
     Action,
+    Actor,
     Outcome,
     ScanState,
     add_supervisor,
@@ -100,10 +105,8 @@ class _BatchState:
         session = tx.session
         keys = {(scan.device_id, scan.scan_id) for scan in scans}
         tags = {scan.tag for scan in scans}
-        self.outcomes: dict[tuple[str, str], Outcome] = {
-            (row.device_id, row.scan_id): Outcome(
-                ScanResult(row.result), row.message, row.student_name
-            )
+        self.processed: dict[tuple[str, str], ProcessedScan] = {
+            (row.device_id, row.scan_id): row
             for row in session.exec(
                 select(ProcessedScan).where(
                     tuple_(col(ProcessedScan.device_id), col(ProcessedScan.scan_id)).in_(keys)
@@ -151,8 +154,11 @@ def _record_one(
     tx: Tx, state: _BatchState, scan: Scan, device: Device, debounce_seconds: float
 ) -> Outcome:
     key = (scan.device_id, scan.scan_id)
-    if key in state.outcomes:
-        return state.outcomes[key]
+    row = state.processed.get(key)
+    if row is not None and is_redelivery(row, scan):
+        return Outcome(ScanResult(row.result), row.message, row.student_name)
+    if row is not None:
+        logger.warning("Scan id reused device_id=%s scan_id=%s", scan.device_id, scan.scan_id)
     at = effective_time(scan)
     owner = state.owners.get(scan.tag)
     student = state.students.get(owner.student_id) if owner and owner.student_id else None
@@ -169,25 +175,51 @@ def _record_one(
             debounce_seconds=debounce_seconds,
         )
     )
-    outcome = _apply(tx, action, result, student=student, staff=staff, group=group, at=at)
+    reader = Actor(Source.RFID, device_id=scan.device_id)
+    outcome = _apply(
+        tx, action, result, student=student, staff=staff, group=group, at=at, by=reader
+    )
     accepted = action is not Action.NOTHING
     if accepted:
         state.last_accepted[(scan.device_id, scan.tag)] = at
-    state.outcomes[key] = outcome
-    tx.session.add(
-        ProcessedScan(
-            device_id=scan.device_id,
-            scan_id=scan.scan_id,
-            tag=scan.tag,
-            result=str(outcome.result),
-            message=outcome.message,
-            student_name=outcome.student_name,
-            accepted=accepted,
-            scanned_at=at,
-            processed_at=scan.received_at,
-        )
-    )
+    if row is None:
+        row = ProcessedScan(device_id=scan.device_id, scan_id=scan.scan_id)
+        tx.session.add(row)
+        state.processed[key] = row
+    row.tag = scan.tag
+    row.result = str(outcome.result)
+    row.message = outcome.message
+    row.student_name = outcome.student_name
+    row.accepted = accepted
+    row.scanned_at = at
+    row.processed_at = scan.received_at
+    row.reader_ts = scan.ts
     return outcome
+
+
+def is_redelivery(row: ProcessedScan, scan: Scan) -> bool:
+    """The stored scan again (same tag, same reader time), not a reused scan_id.
+
+    Rows from before the reader time was stored (no `reader_ts`) are matched by tag alone.
+    """
+    if row.tag is not None and row.tag != scan.tag:
+        return False
+    if row.reader_ts is None:
+        return True
+    return abs((scan.ts - row.reader_ts).total_seconds()) <= SCAN_ID_REUSE_TS_TOLERANCE_SECONDS
+
+
+def prune_processed_scans(session: Session, *, now: datetime, retention_seconds: float) -> int:
+    """Forget scans processed more than `retention_seconds` before `now`; returns how many.
+
+    A redelivery cannot come later than the broker's session expiry, so the default retention
+    equals it; a scan_id seen again after that is simply a new scan.
+    """
+    cutoff = now - timedelta(seconds=retention_seconds)
+    result = session.exec(  # type: ignore[call-overload]
+        delete(ProcessedScan).where(col(ProcessedScan.processed_at) < cutoff)
+    )
+    return int(result.rowcount or 0)
 
 
 def _apply(
@@ -199,6 +231,7 @@ def _apply(
     staff: Staff | None,
     group: ActiveGroup | None,
     at: datetime,
+    by: Actor,
 ) -> Outcome:
     name = student.display_name if student else (staff.name if staff else "")
     shown_name = student.display_name if student else None
@@ -213,13 +246,13 @@ def _apply(
             assert student is not None
             visit = open_visit(tx, student.id)
             assert visit is not None
-            close_visit(tx, visit, student, at=at, source=Source.RFID)
+            close_visit(tx, visit, student, at=at, source=Source.RFID, by=by)
             return Outcome(result, _message(result, name), shown_name)
         case Action.CHECK_IN | Action.TRANSFER:
             assert student is not None and group is not None
             current = open_visit(tx, student.id)
             from_room = room_name(tx, group_of(tx, current).room_id) if current else ""
-            check_in(tx, student, group, at=at, source=Source.RFID)
+            check_in(tx, student, group, at=at, source=Source.RFID, by=by)
             message = _message(
                 result, name, from_room=from_room, to_room=room_name(tx, group.room_id)
             )

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -25,10 +26,53 @@ from edge_bridge.db import is_postgres, transaction
 from edge_bridge.directory import StaffDirectory
 from edge_bridge.eventlog import append_events, staff_groups_many
 from edge_bridge.events import Event, NewEvent
+from edge_bridge.occupancy import occupancy_event
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _PG_EVENT_LOCK = 0x45444745  # "EDGE": serializes event-producing transactions across processes
+# PostgreSQL SQLSTATEs that say "try again later", not "this statement is wrong": connection
+# exceptions (08), insufficient resources (53), operator intervention such as a shutdown or a
+# server still starting (57), serialization failure, deadlock, lock not available.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+def is_transient_error(error: BaseException) -> bool:
+    """True when `error` (or what caused it) says the database is unavailable for now.
+
+    Such a failure says nothing about the work that hit it: the caller retries later instead
+    of treating the work as bad. SQLite's "database is locked" and "busy" count; its other
+    OperationalErrors (no such table, …) do not.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_transient_one(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _is_transient_one(error: BaseException) -> bool:
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection became free
+        return True
+    orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    if not any(cls.__name__ == "OperationalError" for cls in type(orig).__mro__):
+        return False
+    module = type(orig).__module__
+    if module.startswith("psycopg"):
+        sqlstate = getattr(orig, "sqlstate", None)
+        if sqlstate is None:  # refused, reset, closed: no server answer to carry a state
+            return True
+        return sqlstate in _TRANSIENT_SQLSTATES or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    if module.startswith("sqlite3"):
+        message = str(orig).lower()
+        return "locked" in message or "busy" in message
+    return False
 
 
 class Broadcaster(Protocol):
@@ -51,13 +95,15 @@ class Tx:
     """One write transaction: the session, a lookup cache, and what to announce after commit.
 
     Events are collected by `emit` and inserted together just before the commit, in emit
-    order, so a batch of scans costs one event insert instead of one per event.
+    order, so a batch of scans costs one event insert instead of one per event. Rooms whose
+    children changed add one `occupancy` event for the admins at the end.
     """
 
     session: Session
     events: list[Event] = field(default_factory=list)
     staff_changed: set[int] = field(default_factory=set)
     cache: dict[str, Any] = field(default_factory=dict)
+    rooms_changed: set[int] = field(default_factory=set)
     _pending: list[NewEvent] = field(default_factory=list)
 
     def emit(self, new_event: NewEvent) -> None:
@@ -68,8 +114,15 @@ class Tx:
         """That staff member's open streams must follow their new groups after the commit."""
         self.staff_changed.add(staff_id)
 
+    def room_changed(self, room_id: int) -> None:
+        """A child came or left there: the commit carries one `occupancy` event for admins."""
+        self.rooms_changed.add(room_id)
+
     def flush_events(self) -> None:
         """Insert the collected events (ids in emit order); called once before the commit."""
+        if self.rooms_changed:
+            self._pending.append(occupancy_event(self.session, self.rooms_changed))
+            self.rooms_changed = set()
         if not self._pending:
             return
         if is_postgres(self.session.get_bind()):  # type: ignore[arg-type]

@@ -1,16 +1,29 @@
 """MQTT topics and payload schemas: the wire contract shared by the bridge and the simulator.
 
-Nothing here talks to a broker; it only names topics, normalizes tags and validates payloads.
+Nothing here talks to a broker or a database; it names topics, normalizes tags, parses scan
+payloads (`parse_scan`: bytes in, a valid scan or the reason it is refused out, whatever the
+bytes) and builds the one feedback payload the bridge sends (`feedback_payload`).
 """
 
 from __future__ import annotations
 
+import json
 import re
+import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 MAX_PAYLOAD_BYTES = 4096
 _TAG_STRIP = re.compile(r"[:\-\s]")
@@ -87,7 +100,18 @@ class Topics:
         return parts[n + 1], parts[n + 2]
 
 
-ScanId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+def _storable_text(value: str) -> str:
+    """Refuse control characters (NUL included) and lone surrogates: neither can be stored
+    in a PostgreSQL text column or encoded as UTF-8 for the feedback."""
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        msg = "control characters or lone surrogates"
+        raise ValueError(msg)
+    return value
+
+
+ScanId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_storable_text)
+]
 
 
 class ScanPayload(BaseModel):
@@ -143,3 +167,71 @@ class StatusPayload(BaseModel):
 def format_ts(moment: datetime) -> str:
     """RFC 3339 with milliseconds and `Z`."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a scan payload was refused before any effect (with its scan_id when readable)."""
+
+    reason: str
+    field: str | None = None
+    scan_id: str | None = None
+
+    def __str__(self) -> str:
+        return self.reason if self.field is None else f"{self.reason} field={self.field}"
+
+
+def parse_scan(payload: bytes) -> ScanPayload | Rejection:
+    """The validated scan, or why it is refused; never raises, whatever the bytes.
+
+    `json.loads` raises more than `JSONDecodeError`: `RecursionError` for deep nesting,
+    `ValueError` for an integer of more than 4300 digits, `UnicodeDecodeError` for bytes that
+    are no UTF-8/16/32. Each is a refusal of this payload, not a failure of the caller.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return Rejection("oversize")
+    try:
+        document = json.loads(payload)
+    except RecursionError:
+        return Rejection("too_deep")
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, too many digits
+        return Rejection("not_json")
+    try:
+        return ScanPayload.model_validate(document)
+    except ValidationError as exc:
+        return _rejection(exc, _readable_scan_id(document))
+    except (RecursionError, ValueError, TypeError):
+        return Rejection("invalid_payload", scan_id=_readable_scan_id(document))
+
+
+def _readable_scan_id(document: object) -> str | None:
+    """The document's scan_id when it could go back to the reader in a `rejected` feedback."""
+    raw = document.get("scan_id") if isinstance(document, dict) else None
+    if not isinstance(raw, str) or not 0 < len(raw) <= 64:
+        return None
+    try:
+        return _storable_text(raw)
+    except ValueError:
+        return None
+
+
+def _rejection(exc: ValidationError, scan_id: str | None) -> Rejection:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "payload"
+    if field == "tag":
+        reason = "bad_tag"
+    elif first["type"] == "missing":
+        reason = "missing_field"
+    else:
+        reason = "invalid_field"
+    return Rejection(reason, field, scan_id)
+
+
+def feedback_payload(
+    scan_id: str, result: ScanResult, message: str, student_name: str | None = None
+) -> bytes:
+    """The bytes of one feedback message: the only place the bridge builds one."""
+    feedback = FeedbackPayload(
+        scan_id=scan_id, result=result, message=message, student_name=student_name
+    )
+    return feedback.model_dump_json(exclude_none=True).encode()

@@ -18,6 +18,10 @@ async def health() -> dict[str, str]:
 
 
 def _database_ok(request: Request) -> bool:
+    """A fresh `SELECT 1`, and no transient error holding up the scans right now (a locked
+    SQLite still answers reads, but scans wait)."""
+    if request.app.state.bridge.database_unreachable():
+        return False
     try:
         with request.app.state.engine.connect() as connection:
             connection.execute(text("SELECT 1"))

@@ -118,7 +118,11 @@ def test_sigterm_mid_stream_exits_in_time_and_loses_no_scan(
         assert scan.feedback["result"] == stored[(scan.device_id, scan.scan_id)]
     results = Counter(stored.values())
     with Session(system.engine) as session:
-        events = session.exec(select(func.count()).select_from(EventRecord)).one()
+        events = session.exec(
+            select(func.count())
+            .select_from(EventRecord)
+            .where(col(EventRecord.route_admin).is_(False))
+        ).one()
         visits = session.exec(select(func.count()).select_from(Visit)).one()
         closed_visits = session.exec(
             select(func.count()).select_from(Visit).where(col(Visit.exit_time).is_not(None))

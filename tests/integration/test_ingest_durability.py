@@ -1,9 +1,11 @@
-"""Exactly one effect per scan through a bridge SIGKILL and a broker restart mid-stream."""
+"""Exactly one effect per scan through a bridge SIGKILL and a broker restart mid-stream, and
+a reused scan_id told from a redelivery."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, col, func, select
@@ -22,7 +24,11 @@ DEVICES = ["reader-101", "reader-turnhalle", "reader-mensa"]
 def _assert_exactly_one_effect_each(system: System, stream: ScanStream) -> None:
     with Session(system.engine) as session:
         rows = session.exec(select(ProcessedScan)).all()
-        events = session.exec(select(func.count()).select_from(EventRecord)).one()
+        events = session.exec(
+            select(func.count())
+            .select_from(EventRecord)
+            .where(col(EventRecord.route_admin).is_(False))
+        ).one()
         visits = session.exec(select(func.count()).select_from(Visit)).one()
         closed = session.exec(
             select(func.count()).select_from(Visit).where(col(Visit.exit_time).is_not(None))
@@ -71,3 +77,30 @@ def test_a_broker_restart_mid_stream_loses_nothing(make_system: Callable[..., Sy
     assert answered_before_restart < 600
     _assert_exactly_one_effect_each(system, stream)
     system.server.wait_ready(timeout_seconds=20)  # the bridge reconnected by itself
+
+
+def test_a_scan_id_reused_for_another_card_gets_its_own_effect_and_a_redelivery_none(
+    system: System,
+) -> None:
+    # A reader whose counter restarted after a reboot sends scan_id "1" again for another
+    # card; a redelivery of the first scan (same tag, same ts) still repeats its feedback.
+    first, second = school_document()["students"][:2]
+    reader = system.reader("reader-101")
+    read_at = datetime.now(UTC)
+
+    original = reader.scan(first["tag"], scan_id="1", ts=read_at)
+    redelivery = reader.scan(first["tag"], scan_id="1", ts=read_at)
+    reused = reader.scan(second["tag"], scan_id="1", ts=read_at + timedelta(seconds=20))
+
+    assert original["result"] == "checked_in"
+    assert redelivery == original
+    assert reused["result"] == "checked_in"
+    assert reused["student_name"] == f"{second['first_name']} {second['last_name']}"
+    with Session(system.engine) as session:
+        visits = session.exec(select(func.count()).select_from(Visit)).one()
+        row = session.exec(select(ProcessedScan)).one()
+    assert visits == 2
+    assert row.tag == second["tag"]
+    log = system.server.log_text()
+    assert log.count("Scan id reused device_id=reader-101 scan_id=1") == 1
+    assert first["tag"] not in log and second["tag"] not in log

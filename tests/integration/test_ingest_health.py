@@ -97,7 +97,7 @@ def test_an_exception_escaping_a_paho_callback_makes_ingest_unhealthy(
         raise RuntimeError("simulated bug in a callback")
 
     async def scenario(ingest: Ingest) -> None:
-        ingest._client.on_message = boom  # sabotage: what our own callback never allows
+        ingest.mqtt._client.on_message = boom  # sabotage: what our own callback never allows
         await asyncio.to_thread(
             _publish_until, died.is_set, broker, passwords["reader-101"], broker.prefix
         )
@@ -119,7 +119,7 @@ def test_a_failure_inside_our_message_callback_is_logged_and_survived(
     async def scenario(ingest: Ingest) -> None:
         closed_loop = asyncio.new_event_loop()
         closed_loop.close()
-        ingest._loop = closed_loop  # the hand-over now raises inside the callback
+        ingest.mqtt._loop = closed_loop  # the hand-over now raises inside the callback
         await asyncio.to_thread(
             _publish_until,
             lambda: "MQTT message hand-over failed" in caplog.text,

@@ -1,0 +1,258 @@
+"""The bridge's MQTT connection: paho's network thread, the hand-over to the loop, acks, publish.
+
+paho pitfalls handled here: the session must outlive a restart (MQTT v5 session expiry, clean
+start off), and an exception escaping a callback kills the network thread silently, so every
+callback catches everything and `healthy()` checks that the thread is alive.
+
+The hand-over queue is bounded. Receive Maximum bounds the QoS 1 messages in flight on one
+connection; messages left in the queue from an earlier connection are never acknowledged
+(the broker redelivers them on the new one), so when the queue is full they are dropped to
+make room. QoS 0 statuses use only what Receive Maximum leaves free. QoS 0 scans are dropped
+in the network thread (scans are QoS 1, CONTRACT §3), and an oversize payload is not copied:
+a marker goes to the worker, which refuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_bridge.config import Settings
+from edge_bridge.errors import ConfigError
+from edge_bridge.logthrottle import LogThrottle
+from edge_bridge.metrics import Metrics
+from edge_bridge.models import utcnow
+from edge_bridge.tuning import (
+    MQTT_KEEPALIVE_SECONDS,
+    MQTT_RECEIVE_MAXIMUM,
+    MQTT_RECONNECT_MAX_SECONDS,
+    MQTT_RECONNECT_MIN_SECONDS,
+    MQTT_SESSION_EXPIRY_SECONDS,
+)
+from edge_bridge.wire import MAX_PAYLOAD_BYTES, Topics
+
+logger = logging.getLogger(__name__)
+_OFFLINE = b'{"online":false}'
+_ONLINE = b'{"online":true}'
+
+
+@dataclass(slots=True)
+class Inbound:
+    """A message as handed over by the network thread."""
+
+    topic: str
+    payload: bytes  # empty when `oversize`: a payload over the limit is not copied
+    mid: int
+    qos: int
+    received: float
+    received_at: datetime
+    connection: int  # which connection it came on: acks only go back on that one
+    oversize: bool = False
+    handled: bool = False  # answered and acknowledged (or deliberately left to the broker)
+
+
+def queue_bound(settings: Settings) -> int:
+    """The hand-over queue's size: at least Receive Maximum, so QoS 1 never overflows it."""
+    if settings.ingest_queue_size < MQTT_RECEIVE_MAXIMUM:
+        msg = (
+            f"INGEST_QUEUE_SIZE must be at least the MQTT Receive Maximum "
+            f"({MQTT_RECEIVE_MAXIMUM}), got {settings.ingest_queue_size}"
+        )
+        raise ConfigError(msg)
+    return settings.ingest_queue_size
+
+
+class MqttClient:
+    """One persistent MQTT session; received messages land in `queue`, on the loop."""
+
+    def __init__(self, settings: Settings, *, metrics: Metrics, throttle: LogThrottle) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.throttle = throttle
+        self.topics = Topics(settings.mqtt_topic_prefix)
+        self.connected = threading.Event()
+        self.queue: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=queue_bound(settings))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connection = 0
+        self._client = self._make_client()
+
+    @property
+    def connection(self) -> int:
+        """The number of the current connection (it grows on every reconnect)."""
+        return self._connection
+
+    def _make_client(self) -> mqtt.Client:
+        endpoint = self.settings.mqtt
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.settings.mqtt_client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if endpoint.username:
+            client.username_pw_set(endpoint.username, endpoint.password)
+        if endpoint.tls:
+            client.tls_set(ca_certs=self.settings.mqtt_ca_file)
+        client.will_set(self.topics.bridge_status, _OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(
+            min_delay=MQTT_RECONNECT_MIN_SECONDS, max_delay=MQTT_RECONNECT_MAX_SECONDS
+        )
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # --- lifecycle ---
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        endpoint = self.settings.mqtt
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = MQTT_SESSION_EXPIRY_SECONDS
+        properties.ReceiveMaximum = MQTT_RECEIVE_MAXIMUM
+        self._client.connect_async(
+            endpoint.host,
+            endpoint.port,
+            keepalive=MQTT_KEEPALIVE_SECONDS,
+            clean_start=False,
+            properties=properties,
+        )
+        self._client.loop_start()
+
+    async def stop(self) -> None:
+        """Say offline (when connected), disconnect, end the network thread."""
+        try:
+            if self.connected.is_set():
+                info = self._client.publish(self.topics.bridge_status, _OFFLINE, qos=1, retain=True)
+                await asyncio.to_thread(info.wait_for_publish, 1.0)
+        except (RuntimeError, ValueError) as exc:
+            logger.info("Bridge offline status not sent reason=%s", exc)
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+
+    def healthy(self) -> bool:
+        """Connected and the network thread alive."""
+        thread = getattr(self._client, "_thread", None)
+        return self.connected.is_set() and thread is not None and thread.is_alive()
+
+    # --- on the loop ---
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._client.publish(topic, payload, qos=1)
+
+    def ack(self, inbound: Inbound) -> None:
+        """Acknowledge on the connection the message came on; after a reconnect its message id
+        may belong to another, uncommitted scan, and the broker redelivers this one anyway."""
+        inbound.handled = True
+        if inbound.qos > 0 and inbound.connection == self._connection:
+            self._client.ack(inbound.mid, inbound.qos)
+
+    def _enqueue(self, inbound: Inbound) -> None:
+        """Runs on the loop (from `call_soon_threadsafe`): never lets QueueFull escape."""
+        if self.queue.full():
+            self._drop_stale()
+        # QoS 0 (statuses only; QoS 0 scans never get here) may not take the room that
+        # Receive Maximum promises to QoS 1 messages.
+        room = self.queue.maxsize - (MQTT_RECEIVE_MAXIMUM if inbound.qos == 0 else 0)
+        if self.queue.qsize() < room:
+            self.queue.put_nowait(inbound)
+        else:
+            self.metrics.mqtt_dropped.labels("queue_full").inc()
+            self.throttle.warning(
+                ("", "queue_full"), "MQTT message dropped reason=queue_full topic=%s", inbound.topic
+            )
+
+    def _drop_stale(self) -> None:
+        """Forget queued messages of earlier connections: the broker redelivers each of them."""
+        kept: list[Inbound] = []
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item.connection == self._connection:
+                kept.append(item)
+        for item in kept:
+            self.queue.put_nowait(item)
+
+    # --- paho callbacks: they run on paho's network thread and must never raise ---
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        flags: object,
+        reason_code: object,
+        _properties: object,
+    ) -> None:
+        try:
+            if getattr(reason_code, "is_failure", False):
+                logger.warning("MQTT connect refused reason=%s", reason_code)
+                return
+            self._connection += 1
+            client.subscribe([(self.topics.all_scans, 1), (self.topics.all_statuses, 1)])
+            client.publish(self.topics.bridge_status, _ONLINE, qos=1, retain=True)
+            self.connected.set()
+            logger.info(
+                "MQTT connected session_present=%s",
+                getattr(flags, "session_present", "?"),
+            )
+        except Exception:
+            logger.exception("MQTT on_connect failed")
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: object,
+        reason_code: object,
+        _properties: object,
+    ) -> None:
+        try:
+            self.connected.clear()
+            logger.warning("MQTT disconnected reason=%s (paho reconnects)", reason_code)
+        except Exception:
+            logger.exception("MQTT on_disconnect failed")
+
+    def _on_message(
+        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        # paho-mqtt calls this from its network thread: hand over to the loop, nothing else
+        # (a QoS 0 scan is dropped right here, an oversize payload is not copied).
+        try:
+            if message.qos == 0 and self._drop_qos0_scan(message.topic):
+                return
+            oversize = len(message.payload) > MAX_PAYLOAD_BYTES
+            inbound = Inbound(
+                message.topic,
+                b"" if oversize else bytes(message.payload),
+                message.mid,
+                message.qos,
+                time.perf_counter(),
+                utcnow(),
+                self._connection,
+                oversize,
+            )
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._enqueue, inbound)
+        except Exception:
+            logger.exception("MQTT message hand-over failed topic=%s", message.topic)
+
+    def _drop_qos0_scan(self, topic: str) -> bool:
+        """On the network thread: a QoS 0 scan is counted and dropped, never queued."""
+        parsed = self.topics.parse_reader_topic(topic)
+        if parsed is None or parsed[1] != "scan":
+            return False
+        device_id = parsed[0]
+        self.metrics.scan_rejections.labels("qos0").inc()
+        self.throttle.warning(
+            (device_id, "qos0"), "Scan dropped device_id=%s reason=qos0", device_id
+        )
+        return True
