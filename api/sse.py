@@ -1,11 +1,15 @@
 """`GET /api/sse/events`: the hub's events as Server-Sent Events (CONTRACT §5).
 
 Authentication happens in a dependency, so a bad token gets a 401 JSON answer, never a 200
-that closes. Each event is encoded once and the same bytes go to every client. The
-`connected` frame carries an `id:` too (the last event id before this stream began), so a
-client that disconnects before its first event still resumes without a gap. The stream ends,
-always with a complete response, when the access token expires, when the hub closes a slow
-client (it reconnects with `Last-Event-ID` and replays), or on shutdown.
+that closes; with `SSE_MAX_STREAMS` streams open the request gets a 503 (with `Retry-After`)
+before any stream starts. The hub encodes each event once with `encode_event` and the same
+bytes go to every client. The `connected` frame carries an `id:` too (the last event id
+before this stream began), so a client that disconnects before its first event still resumes
+without a gap. The stream ends, always with a complete response, when the access token
+expires, when its client stops taking bytes (a send waits longer than
+`SSE_SEND_TIMEOUT_SECONDS`, or more than `SSE_CLIENT_BUFFER` bytes wait for it in the hub;
+the browser reconnects with `Last-Event-ID` and replays), when its staff member opens more
+than `SSE_MAX_STREAMS_PER_STAFF` streams (the oldest ends), or on shutdown.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -23,43 +26,31 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
-from api.deps import AdminStaff, CurrentStaff, HubDep
+from api.deps import AdminStaff, CurrentStaff, HubDep, SettingsDep
 from api.schemas import ErrorOut, SseStats
 from api.security import Principal
 from edge_bridge.directory import StaffDirectory
-from edge_bridge.events import Event, EventType
+from edge_bridge.events import Event
 from edge_bridge.hub import Hub, Subscription
 from edge_bridge.tuning import (
     EVENT_ID_MAX_DIGITS,
+    SSE_FULL_RETRY_AFTER_SECONDS,
     SSE_RETRY_MS,
-    SSE_SEND_TIMEOUT_SECONDS,
     SSE_SHUTDOWN_GRACE_SECONDS,
+    SSE_WRITE_CHUNK_BYTES,
 )
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/sse", tags=["events"])
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_STREAM_LOCAL = frozenset({EventType.CONNECTED, EventType.RESYNC})
-_CACHE_SIZE = 2048
-# Recently encoded frames by event id; the event object is kept to check identity, so a
-# stream-local frame reusing an id (`resync`) or another app in this process never gets
-# someone else's bytes.
-_encoded: OrderedDict[int, tuple[Event, bytes]] = OrderedDict()
 
 
 def encode_event(event: Event) -> bytes:
-    """The SSE frame of an event; a published event is encoded once and shared by every client."""
-    cached = _encoded.get(event.id)
-    if cached is not None and cached[0] is event:
-        return cached[1]
+    """The SSE frame of an event: the hub's encoder (`Hub(encode=...)`), called once per
+    published event, whose bytes every stream then shares."""
     data = json.dumps(event.envelope(), ensure_ascii=False, separators=(",", ":"))
-    frame = f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode()
-    if event.type not in _STREAM_LOCAL:
-        _encoded[event.id] = (event, frame)
-        if len(_encoded) > _CACHE_SIZE:
-            _encoded.popitem(last=False)
-    return frame
+    return f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode()
 
 
 def connected_frame(
@@ -138,6 +129,20 @@ def parse_last_event_id(header: str | None, query: str | None) -> int | None:
     return int(raw)
 
 
+def refuse_when_full(hub: Hub, staff: Principal) -> None:
+    """503 with `Retry-After` when this process has SSE_MAX_STREAMS open: before the stream
+    starts, so the client sees a plain JSON error, not a 200 that ends."""
+    if hub.is_full():
+        logger.warning(
+            "SSE client refused reason=too_many_streams_total user_id=%d", staff.staff_id
+        )
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="Too many open event streams on this server; retry later",
+            headers={"Retry-After": str(SSE_FULL_RETRY_AFTER_SECONDS)},
+        )
+
+
 async def _stream(
     hub: Hub,
     staff: Principal,
@@ -153,6 +158,7 @@ async def _stream(
         active_group_ids=active,
         ogs_group_ids=ogs,
         last_event_id=last_event_id,
+        admin=staff.admin,
     ) as subscription:
         shutdown.attach(subscription)
         # Ends the stream when the token expires: closing the subscription ends the loop
@@ -167,12 +173,8 @@ async def _stream(
             if now_groups != groups:
                 subscription.set_groups(*now_groups)
             yield connected_frame(staff, *now_groups, start_after_id=subscription.start_after_id)
-            async for event in subscription:
-                more = subscription.drain_nowait()
-                if not more:
-                    yield encode_event(event)
-                else:  # a client that fell behind gets one write, not one per event
-                    yield b"".join([encode_event(event), *map(encode_event, more)])
+            while frames := await subscription.read(SSE_WRITE_CHUNK_BYTES):
+                yield frames
         finally:
             expiry.cancel()
 
@@ -185,26 +187,28 @@ async def _stream(
         400: {"model": ErrorOut},
         401: {"model": ErrorOut},
         403: {"model": ErrorOut},
+        503: {"model": ErrorOut, "description": "SSE_MAX_STREAMS streams are open"},
     },
 )
 async def get_events(
     request: Request,
     staff: CurrentStaff,
     hub: HubDep,
+    settings: SettingsDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[str | None, Query(max_length=20)] = None,
 ) -> EventStreamResponse:
     resume_from = parse_last_event_id(last_event_id_header, last_event_id)
+    refuse_when_full(hub, staff)
     directory: StaffDirectory = request.app.state.directory
     groups = directory.groups(staff.staff_id)
-    settings = request.app.state.settings
     shutdown = StreamShutdown()
     return EventStreamResponse(
         _stream(hub, staff, directory, groups, resume_from, shutdown),
         headers=HEADERS,
         ping=settings.sse_heartbeat_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
-        send_timeout=SSE_SEND_TIMEOUT_SECONDS,
+        send_timeout=settings.sse_send_timeout_seconds,
         shutdown_event=shutdown,  # type: ignore[arg-type]  # see StreamShutdown
         shutdown_grace_period=SSE_SHUTDOWN_GRACE_SECONDS,
     )

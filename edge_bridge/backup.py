@@ -11,6 +11,11 @@ refuses while any process has the database open: in WAL mode every open connecti
 shared lock on the file, so leaving WAL mode, which needs the file to itself, fails while the
 server runs. The new file replaces the old one in one rename; the old one is kept beside it.
 An older backup is migrated by `serve` on its next start.
+
+Event ids keep increasing across a restore: the restored file's id sequence is moved past
+the highest id the replaced database ever issued, and every id up to there is marked gone
+(`event_log_state.pruned_through_id`), so a browser resuming from before the restore gets
+`resync` (the state went backwards) instead of replaying from an id that means something else.
 """
 
 from __future__ import annotations
@@ -99,12 +104,58 @@ def restore(source: Path, database: Path) -> Path | None:
         msg = f"the backup file is the database itself: {source}"
         raise BackupError(msg)
     database.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(database) as exists, _temporary_beside(database) as partial:
+    with _exclusive(database) as live, _temporary_beside(database) as partial:
+        high_water = _event_id_high_water(live) if live is not None else 0
         _copy(sqlite3.connect(_read_only(source), uri=True), partial)
-        kept = _keep_previous(database) if exists else None
+        floor = _continue_event_ids(partial, high_water)
+        kept = _keep_previous(database) if live is not None else None
         _replace(partial, database)
-    logger.info("Database restored database=%s source=%s kept=%s", database, source, kept)
+    logger.info(
+        "Database restored database=%s source=%s kept=%s event_ids_from=%d",
+        database,
+        source,
+        kept,
+        floor + 1,
+    )
     return kept
+
+
+def _event_id_high_water(live: sqlite3.Connection) -> int:
+    """The highest event id the database being replaced issued (or marked gone)."""
+    try:
+        newest = live.execute(
+            "SELECT max(id) FROM event_log UNION ALL "
+            "SELECT max(seq) FROM sqlite_sequence WHERE name = 'event_log' UNION ALL "
+            "SELECT max(pruned_through_id) FROM event_log_state"
+        ).fetchall()
+    except sqlite3.DatabaseError as exc:  # not ours or damaged: nothing to continue from
+        logger.warning("Restore found no event ids in the old database reason=%s", exc)
+        return 0
+    return max((int(row[0]) for row in newest if row[0] is not None), default=0)
+
+
+def _continue_event_ids(partial: Path, high_water: int) -> int:
+    """Make the restored file's next event id exceed `high_water`; returns the gone-through id.
+
+    Ids up to `high_water + 1` count as gone (`high_water` itself too: a client that saw the
+    newest event before the restore holds a state the restore took back).
+    """
+    with closing(sqlite3.connect(partial)) as copy:
+        restored = _event_id_high_water(copy)
+        if high_water == 0:
+            return restored
+        floor = max(restored, high_water + 1)
+        with copy:  # one transaction
+            copy.execute("DELETE FROM sqlite_sequence WHERE name = 'event_log'")
+            copy.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('event_log', ?)", (floor,)
+            )
+            copy.execute(
+                "INSERT INTO event_log_state (id, pruned_through_id) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET pruned_through_id = excluded.pruned_through_id",
+                (floor,),
+            )
+    return floor
 
 
 def _copy(source: sqlite3.Connection, partial: Path) -> None:
@@ -164,15 +215,16 @@ def _known_revisions() -> set[str]:
 
 
 @contextmanager
-def _exclusive(database: Path) -> Iterator[bool]:
-    """Holds the database to itself (out of WAL mode) while the body runs; yields whether it exists.
+def _exclusive(database: Path) -> Iterator[sqlite3.Connection | None]:
+    """Holds the database to itself (out of WAL mode) while the body runs; yields that
+    connection, or None when there is no database yet.
 
     Leaving WAL mode needs an exclusive lock, which fails while another connection is open;
     it also checkpoints a leftover WAL file (after a crash) into the database and removes it,
     so no stale -wal can be replayed onto the restored file.
     """
     if not database.exists():
-        yield False
+        yield None
         return
     connection = sqlite3.connect(database, timeout=0, isolation_level=None)
     try:
@@ -187,7 +239,7 @@ def _exclusive(database: Path) -> Iterator[bool]:
                 "first, then restore"
             )
             raise BackupError(msg)
-        yield True
+        yield connection
     finally:
         connection.close()
 

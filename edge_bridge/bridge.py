@@ -1,4 +1,5 @@
-"""The running bridge: engine, event log, hub, single writer, presence and MQTT ingest.
+"""The running bridge: engine, event log, hub, single writer, presence, MQTT ingest and the
+end of the school day.
 
 `Bridge.start()` and `stop()` are called by the web app's lifespan; the pieces are plain
 attributes so the HTTP layer can hand them to handlers.
@@ -12,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from edge_bridge.config import Settings
+from edge_bridge.day_end import DayEnd
 from edge_bridge.db import make_engine, migrate
 from edge_bridge.directory import StaffDirectory
 from edge_bridge.eventlog import EventLog
@@ -19,7 +21,9 @@ from edge_bridge.events import Event
 from edge_bridge.hub import Hub
 from edge_bridge.ingest import Ingest
 from edge_bridge.metrics import Metrics
+from edge_bridge.models import utcnow
 from edge_bridge.presence import Presence
+from edge_bridge.scans import prune_processed_scans
 from edge_bridge.store import Store, Tx
 from edge_bridge.tuning import (
     GROUP_REFRESH_SECONDS,
@@ -30,15 +34,38 @@ from edge_bridge.tuning import (
 logger = logging.getLogger(__name__)
 
 
+def prune_interval_seconds(settings: Settings) -> float:
+    """How often old events are pruned: a quarter of the retention, at most every 5 min.
+
+    Replay compares ages itself, so this only bounds how long pruned rows linger.
+    """
+    return min(PRUNE_INTERVAL_MAX_SECONDS, settings.event_retention_seconds / 4)
+
+
 class Bridge:
     """Everything that lives as long as the process."""
 
-    def __init__(self, settings: Settings, *, mqtt: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, encode: Callable[[Event], bytes], mqtt: bool = True
+    ) -> None:
+        """`encode` is the stream's frame encoder (`api.sse.encode_event`), given to the hub."""
         self.settings = settings
         self.engine = make_engine(settings.database_url)
         self.metrics = Metrics()
-        self.eventlog = EventLog(self.engine, retention_seconds=settings.event_retention_seconds)
-        self.hub = Hub(buffer_size=settings.sse_client_buffer, history=self.eventlog)
+        self.eventlog = EventLog(
+            self.engine,
+            retention_seconds=settings.event_retention_seconds,
+            replay_limit=settings.sse_replay_limit,
+        )
+        self.hub = Hub(
+            encode=encode,
+            buffer_bytes=settings.sse_client_buffer,
+            history=self.eventlog,
+            retention_seconds=settings.event_retention_seconds,
+            replay_limit=settings.sse_replay_limit,
+            max_streams_per_staff=settings.sse_max_streams_per_staff,
+            max_streams=settings.sse_max_streams,
+        )
         self.directory = StaffDirectory()
         self.store = Store(
             self.engine,
@@ -46,7 +73,8 @@ class Bridge:
             on_published=self._count_event,
             directory=self.directory,
         )
-        self.presence = Presence(self.store)
+        self.presence = Presence(self.store, tz=settings.timezone)
+        self.day_end = DayEnd(self.store, tz=settings.timezone, day_end=settings.day_end)
         self.ingest = (
             Ingest(settings, store=self.store, presence=self.presence, metrics=self.metrics)
             if mqtt
@@ -62,16 +90,20 @@ class Bridge:
         await self.presence.load()
         await self.refresh_subscriptions()
         await self._prune()
+        await self.day_end.catch_up()  # a day end passed while the bridge was down
         if self.ingest is not None:
             await self.ingest.start()
         self._tasks = [
-            asyncio.create_task(self._every(PRUNE_INTERVAL_MAX_SECONDS, self._prune), name="prune"),
+            asyncio.create_task(
+                self._every(prune_interval_seconds(self.settings), self._prune), name="prune"
+            ),
             asyncio.create_task(
                 self._every(PRESENCE_FLUSH_SECONDS, self.presence.flush), name="presence-flush"
             ),
             asyncio.create_task(
                 self._every(GROUP_REFRESH_SECONDS, self.refresh_subscriptions), name="groups"
             ),
+            asyncio.create_task(self.day_end.run(), name="day-end"),
         ]
         logger.info("Bridge started last_event_id=%d", self.hub.last_event_id)
 
@@ -97,6 +129,10 @@ class Bridge:
     def ingest_healthy(self) -> bool:
         return self.ingest is not None and self.ingest.healthy()
 
+    def database_unreachable(self) -> bool:
+        """The ingest met a transient database error and is still waiting for it to pass."""
+        return self.ingest is not None and self.ingest.database_unreachable
+
     async def refresh_subscriptions(self) -> None:
         """Reload the staff directory; every open stream follows its staff member's groups.
 
@@ -112,6 +148,10 @@ class Bridge:
 
     async def _prune(self) -> None:
         await self.store.write(lambda tx: self.eventlog.prune(tx.session))
+        retention = self.settings.processed_scan_retention_seconds
+        await self.store.write(
+            lambda tx: prune_processed_scans(tx.session, now=utcnow(), retention_seconds=retention)
+        )
 
     @staticmethod
     async def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> None:

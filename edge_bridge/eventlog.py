@@ -1,10 +1,17 @@
-"""The event log: append inside a write transaction, read back for replay, prune by age."""
+"""The event log: append inside a write transaction, read back for replay, prune by age.
+
+Replay judges age itself: a client that missed an event older than the retention gets
+`None` (a resync) even before the pruning job has deleted it, so the answer does not depend
+on when that job last ran. `event_log_state.pruned_through_id` marks ids that are gone: by
+pruning, or by a restore (`backup.py`), which sets it above every id issued before.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, or_
@@ -33,6 +40,7 @@ def append_events(session: Session, new_events: list[NewEvent]) -> list[Event]:
             "active_group_id": new_event.active_group_id,
             "route_active_group_id": new_event.route_active_group_id,
             "route_ogs_group_id": new_event.route_ogs_group_id,
+            "route_admin": new_event.route_admin,
             "data": json.dumps(new_event.data, ensure_ascii=False, separators=(",", ":")),
             "created_at": now,
         }
@@ -49,6 +57,7 @@ def append_events(session: Session, new_events: list[NewEvent]) -> list[Event]:
             timestamp=now,
             route_active_group_id=new_event.route_active_group_id,
             route_ogs_group_id=new_event.route_ogs_group_id,
+            route_admin=new_event.route_admin,
         )
         for event_id, new_event in zip(ids, new_events, strict=True)
     ]
@@ -64,6 +73,7 @@ def _to_event(record: EventRecord) -> Event:
         timestamp=record.created_at,
         route_active_group_id=record.route_active_group_id,
         route_ogs_group_id=record.route_ogs_group_id,
+        route_admin=record.route_admin,
     )
 
 
@@ -100,23 +110,40 @@ def staff_groups_many(
 class EventLog:
     """Replay source for the hub and the pruning job; reads run in a worker thread."""
 
-    def __init__(self, engine: Engine, *, retention_seconds: float, replay_limit: int = 10_000):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        retention_seconds: float,
+        replay_limit: int = 2_000,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.engine = engine
         self.retention = timedelta(seconds=retention_seconds)
         self.replay_limit = replay_limit
+        self._clock = clock
 
     def events_after_blocking(
-        self, last_event_id: int, *, active_group_ids: frozenset[int], ogs_group_ids: frozenset[int]
+        self,
+        last_event_id: int,
+        *,
+        active_group_ids: frozenset[int],
+        ogs_group_ids: frozenset[int],
+        admin: bool = False,
     ) -> list[Event] | None:
+        """Events after the id routed to those groups, and the admins' events for an admin
+        (at most `replay_limit`, read as `replay_limit + 1` rows); None when the client must
+        resync instead."""
         with Session(self.engine) as session:
-            state = session.get(EventLogState, 1)
-            if state is not None and last_event_id < state.pruned_through_id:
+            if self._gone_after(session, last_event_id):
                 return None
             routes = []
             if active_group_ids:
                 routes.append(col(EventRecord.route_active_group_id).in_(active_group_ids))
             if ogs_group_ids:
                 routes.append(col(EventRecord.route_ogs_group_id).in_(ogs_group_ids))
+            if admin:
+                routes.append(col(EventRecord.route_admin).is_(True))
             if not routes:
                 return []
             rows = session.exec(
@@ -130,18 +157,40 @@ class EventLog:
         return [_to_event(row) for row in rows]
 
     async def events_after(
-        self, last_event_id: int, *, active_group_ids: frozenset[int], ogs_group_ids: frozenset[int]
+        self,
+        last_event_id: int,
+        *,
+        active_group_ids: frozenset[int],
+        ogs_group_ids: frozenset[int],
+        admin: bool = False,
     ) -> list[Event] | None:
         return await asyncio.to_thread(
             self.events_after_blocking,
             last_event_id,
             active_group_ids=active_group_ids,
             ogs_group_ids=ogs_group_ids,
+            admin=admin,
         )
 
+    def _gone_after(self, session: Session, last_event_id: int) -> bool:
+        """Whether events after the id were pruned, or are old enough to be (by age now)."""
+        state = session.get(EventLogState, 1)
+        if state is not None and last_event_id < state.pruned_through_id:
+            return True
+        first_missed = session.exec(
+            select(EventRecord.created_at)
+            .where(col(EventRecord.id) > last_event_id)
+            .order_by(col(EventRecord.id))
+            .limit(1)
+        ).first()
+        return first_missed is not None and first_missed < self._clock() - self.retention
+
     def last_event_id(self) -> int:
+        """The newest id this log has issued or marked gone (pruned, or before a restore)."""
         with Session(self.engine) as session:
-            return session.exec(select(func.max(EventRecord.id))).one() or 0
+            newest = session.exec(select(func.max(EventRecord.id))).one() or 0
+            state = session.get(EventLogState, 1)
+        return max(newest, state.pruned_through_id if state is not None else 0)
 
     def prune(self, session: Session, *, now: datetime | None = None) -> int:
         """Delete events older than the retention (call inside a write); returns how many."""

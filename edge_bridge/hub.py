@@ -1,13 +1,25 @@
 """In-process pub/sub for realtime events: publish, subscribe with replay, live group changes.
 
-The hub knows nothing of HTTP, SSE or JSON (STYLE §6); `api/sse.py` turns a `Subscription`
-into a stream. Everything here runs on one event loop; other threads hand events over with
-`publish_threadsafe`.
+The hub knows nothing of HTTP, SSE or JSON (STYLE §6): it is given an `encode` function
+(`api/sse.py` passes its frame encoder) and calls it once per published event, so every
+stream shares the same bytes. `api/sse.py` turns a `Subscription` into a stream. Everything
+here runs on one event loop; other threads hand events over with `publish_threadsafe`.
 
-Built to hold 10,000 subscriptions cheaply: each is a bounded deque plus a future that exists
-only while its reader waits, so publishing is one loop over the indexed recipients with no task,
-queue or lock per event. A full buffer closes that subscription instead of dropping events: the
-browser reconnects with `Last-Event-ID` and replays what it missed.
+Built to hold 10,000 subscriptions cheaply: each is a deque of shared frames plus a future
+that exists only while its reader waits, so publishing is one loop over the indexed
+recipients with no task, queue or lock per event.
+
+Slow clients are told by bytes, not by events: a subscription may hold `buffer_bytes` of
+frames not yet taken by its stream. A burst of events is no problem for a client that keeps
+reading; one that stops taking bytes is closed (the send timeout in `api/sse.py` catches a
+client whose socket stopped draining, this bound one that falls too far behind). Closing
+drops nothing silently: the browser reconnects with `Last-Event-ID` and replays what it
+missed. A replay's backlog may exceed the bound until the client has caught up.
+
+Limits: `max_streams_per_staff` open streams per staff member (a further one closes their
+oldest), `max_streams` in total (`is_full()`, checked before a stream starts), at most
+`replay_limit` events per replay (beyond: one `resync`), and `HISTORY_READS_AT_ONCE` event-log
+reads at a time, so a reconnect storm queues instead of running hundreds of reads at once.
 """
 
 from __future__ import annotations
@@ -18,14 +30,20 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Protocol
 
 from edge_bridge.events import Event, EventType
+from edge_bridge.tuning import HUB_HISTORY_READS_AT_ONCE, HUB_RING_SIZE
 
 logger = logging.getLogger(__name__)
 
 _GroupIndex = dict[int, set["Subscription"]]
+Encoder = Callable[[Event], bytes]
+Clock = Callable[[], datetime]
+# One buffered event: the event and its encoded frame (the same bytes object for every stream).
+_Item = tuple[Event, bytes]
 
 
 class EventHistory(Protocol):
@@ -37,10 +55,13 @@ class EventHistory(Protocol):
         *,
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
+        admin: bool = False,
     ) -> list[Event] | None:
-        """Events with id > last_event_id routed to those groups, in id order.
+        """Events with id > last_event_id routed to those groups (and, for an admin, the
+        admins' events), in id order.
 
-        None if last_event_id is older than what is retained (the client must resync).
+        None if last_event_id is older than what is retained, or if more events than the
+        log's replay limit follow it (the client must resync).
         """
         ...
 
@@ -59,22 +80,32 @@ class HubStats:
 
 
 def routes_to(event: Event, sub: Subscription) -> bool:
-    """Whether `event` belongs on `sub`'s stream (CONTRACT §5 routing)."""
+    """Whether `event` belongs on `sub`'s stream (CONTRACT §5 routing; admins' events too)."""
     return (
         event.route_active_group_id in sub.active_group_ids
         or event.route_ogs_group_id in sub.ogs_group_ids
+        or (event.route_admin and sub.admin)
     )
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class Subscription:
-    """One client's stream: an async iterator of events that ends as soon as it is closed."""
+    """One client's stream: an async iterator of events that ends as soon as it is closed.
+
+    `read()` gives the stream the encoded frames instead, several at once.
+    """
 
     __slots__ = (
         "_buffer",
-        "_capacity",
+        "_buffered_bytes",
         "_hub",
+        "_limit",
         "_waiter",
         "active_group_ids",
+        "admin",
         "closed_reason",
         "ogs_group_ids",
         "staff_id",
@@ -88,25 +119,33 @@ class Subscription:
         staff_id: int,
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
+        admin: bool = False,
     ) -> None:
         self._hub = hub
         self.staff_id = staff_id
+        self.admin = admin  # also receives the events for the school's admins
         self.active_group_ids = active_group_ids
         self.ogs_group_ids = ogs_group_ids
         self.closed_reason: str | None = None
         # Events with larger ids follow on this stream: the id a client that has seen
         # nothing else resumes from (set when it registers, or the replay's starting point).
         self.start_after_id = 0
-        self._buffer: deque[Event] = deque()
-        self._capacity = hub.buffer_size
+        self._buffer: deque[_Item] = deque()
+        self._buffered_bytes = 0  # bytes of the frames in `_buffer`, not yet taken
+        self._limit = hub.buffer_bytes  # raised for a replay's backlog until it is taken
         self._waiter: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return (
             f"Subscription(staff_id={self.staff_id}, active={sorted(self.active_group_ids)}, "
             f"ogs={sorted(self.ogs_group_ids)}, buffered={len(self._buffer)}, "
-            f"closed_reason={self.closed_reason!r})"
+            f"buffered_bytes={self._buffered_bytes}, closed_reason={self.closed_reason!r})"
         )
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of frames held for this stream and not yet taken by it."""
+        return self._buffered_bytes
 
     def set_groups(self, active_group_ids: Iterable[int], ogs_group_ids: Iterable[int]) -> None:
         """Follow a supervision change: events published from now on use the new groups."""
@@ -118,6 +157,7 @@ class Subscription:
             return
         self.closed_reason = reason
         self._buffer.clear()
+        self._buffered_bytes = 0
         self._wake()
         self._hub._unregister(self)
 
@@ -125,44 +165,62 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Event:
-        buffer_size = self._hub.buffer_size
+        if not await self._wait():
+            raise StopAsyncIteration
+        return self._take()[0]
+
+    async def read(self, max_bytes: int) -> bytes:
+        """The next frames joined, at least one and else at most `max_bytes`; b"" once closed.
+
+        Waits while nothing is buffered. A client that fell behind gets one write of many
+        frames instead of one write each.
+        """
+        if not await self._wait():
+            return b""
+        frames = [self._take()[1]]
+        size = len(frames[0])
+        buffer = self._buffer
+        while buffer and size + len(buffer[0][1]) <= max_bytes:
+            frame = self._take()[1]
+            frames.append(frame)
+            size += len(frame)
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    async def _wait(self) -> bool:
+        """Wait until something is buffered; False once the stream is closed."""
         while self.closed_reason is None:
             if self._buffer:
-                event = self._buffer.popleft()
-                if self._capacity > buffer_size and len(self._buffer) < buffer_size:
-                    self._capacity = buffer_size  # caught up after a replay
-                return event
+                return True
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        raise StopAsyncIteration
+        return False
 
-    def drain_nowait(self, limit: int = 256) -> list[Event]:
-        """Events already buffered (at most `limit`), without waiting: after `__anext__`
-        returned one, the stream sends these with it in one write instead of one each."""
-        taken: list[Event] = []
-        buffer = self._buffer
-        while buffer and len(taken) < limit and self.closed_reason is None:
-            taken.append(buffer.popleft())
-        if self._capacity > self._hub.buffer_size and len(buffer) < self._hub.buffer_size:
-            self._capacity = self._hub.buffer_size
-        return taken
+    def _take(self) -> _Item:
+        item = self._buffer.popleft()
+        self._buffered_bytes -= len(item[1])
+        bound = self._hub.buffer_bytes
+        if self._limit > bound and self._buffered_bytes < bound:
+            self._limit = bound  # caught up after a replay
+        return item
 
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _start_with(self, missed: list[Event], *, seen_up_to: int | None) -> None:
+    def _start_with(self, missed: list[_Item], *, seen_up_to: int | None) -> None:
         """Put `missed` in front of what was buffered live, dropping live events already seen."""
         if self.closed_reason is not None:
             return
-        live = (event for event in self._buffer if seen_up_to is None or event.id > seen_up_to)
+        live = (item for item in self._buffer if seen_up_to is None or item[0].id > seen_up_to)
         self._buffer = deque(chain(missed, live))
-        # The backlog may exceed buffer_size; allow buffer_size more until the client catches up.
-        self._capacity = len(self._buffer) + self._hub.buffer_size
+        self._buffered_bytes = sum(len(frame) for _, frame in self._buffer)
+        # The backlog may exceed the bound; allow the bound on top until the client catches up.
+        self._limit = self._buffered_bytes + self._hub.buffer_bytes
+        self._wake()
 
 
 class Hub:
@@ -171,25 +229,51 @@ class Hub:
     def __init__(
         self,
         *,
-        buffer_size: int = 64,
+        encode: Encoder,
+        buffer_bytes: int = 1_048_576,
         history: EventHistory | None = None,
-        ring_size: int = 4096,
+        ring_size: int = HUB_RING_SIZE,
+        retention_seconds: float | None = None,
+        replay_limit: int = 2_000,
+        max_streams_per_staff: int = 10,
+        max_streams: int = 20_000,
+        clock: Clock = _utcnow,
         logger: logging.Logger | None = None,
     ) -> None:
-        if buffer_size < 1:
-            msg = f"buffer_size must be at least 1, got: {buffer_size}"
-            raise ValueError(msg)
-        self.buffer_size = buffer_size
+        """`encode` turns an event into the bytes streams send; `retention_seconds` is how
+        long the event log keeps events: a client that missed older ones gets a `resync`."""
+        for name, value in (
+            ("buffer_bytes", buffer_bytes),
+            ("replay_limit", replay_limit),
+            ("max_streams_per_staff", max_streams_per_staff),
+            ("max_streams", max_streams),
+        ):
+            if value < 1:
+                msg = f"{name} must be at least 1, got: {value}"
+                raise ValueError(msg)
+        self.buffer_bytes = buffer_bytes
         self.last_event_id = 0
+        self._encode = encode
         self._history = history
         self._ring_size = ring_size
-        self._ring: deque[Event] = deque(maxlen=ring_size)
+        self._ring: deque[_Item] = deque()
+        self._ring_bytes = 0
+        self._retention = (
+            None if retention_seconds is None else timedelta(seconds=retention_seconds)
+        )
+        self._replay_limit = replay_limit
+        self._max_per_staff = max_streams_per_staff
+        self._max_streams = max_streams
+        self._clock = clock
+        self._history_reads = asyncio.Semaphore(HUB_HISTORY_READS_AT_ONCE)
         self._logger = logger or logging.getLogger(__name__)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscriptions: set[Subscription] = set()
-        self._by_staff: dict[int, set[Subscription]] = {}
+        # Per staff member, their open subscriptions, oldest first (a dict keeps the order).
+        self._by_staff: dict[int, dict[Subscription, None]] = {}
         self._active_index: _GroupIndex = {}
         self._ogs_index: _GroupIndex = {}
+        self._admins: set[Subscription] = set()  # the streams that get the admins' events
         self._events_published = 0
         self._replays = 0
         self._resyncs = 0
@@ -247,15 +331,24 @@ class Hub:
         active_group_ids: Iterable[int],
         ogs_group_ids: Iterable[int] = (),
         last_event_id: int | None = None,
+        admin: bool = False,
     ) -> AbstractAsyncContextManager[Subscription]:
-        """Open a stream: missed events after `last_event_id` first (or one resync), then live."""
+        """Open a stream: missed events after `last_event_id` first (or one resync), then live.
+
+        A staff member's stream beyond `max_streams_per_staff` closes their oldest one.
+        """
         sub = Subscription(
             self,
             staff_id=staff_id,
             active_group_ids=frozenset(active_group_ids),
             ogs_group_ids=frozenset(ogs_group_ids),
+            admin=admin,
         )
         return self._open(sub, last_event_id)
+
+    def is_full(self) -> bool:
+        """Whether `max_streams` are open: the caller refuses a new stream before it starts."""
+        return len(self._subscriptions) >= self._max_streams
 
     def update_staff(
         self,
@@ -332,20 +425,23 @@ class Hub:
             return 0
 
     def _broadcast(self, event: Event) -> int:
+        item = (event, self._encode(event))
         self.last_event_id = max(self.last_event_id, event.id)
-        self._ring.append(event)
+        self._remember(item)
         self._events_published += 1
         overflowed: list[Subscription] = []
         active_id, ogs_id = event.route_active_group_id, event.route_ogs_group_id
         recipients = 0
         if active_id is not None:
-            recipients += _offer(self._active_index.get(active_id, ()), event, overflowed)
+            recipients += _offer(self._active_index.get(active_id, ()), item, overflowed)
         if ogs_id is not None:
             recipients += _offer(
-                self._ogs_index.get(ogs_id, ()), event, overflowed, skip_active_id=active_id
+                self._ogs_index.get(ogs_id, ()), item, overflowed, skip_active_id=active_id
             )
+        if event.route_admin:  # never also routed to a group: no stream gets it twice
+            recipients += _offer(self._admins, item, overflowed)
         for sub in overflowed:
-            self._close_slow(sub)
+            self._close_slow(sub, len(item[1]))
         self._logger.debug(
             "SSE event broadcast active_group_id=%s event_type=%s recipient_count=%d"
             " event_id=%d ogs_group_id=%s",
@@ -359,29 +455,42 @@ class Hub:
             self._logger.debug("SSE event has no subscribers event_id=%d", event.id)
         return recipients
 
-    def _close_slow(self, sub: Subscription) -> None:
+    def _remember(self, item: _Item) -> None:
+        """Keep the newest `ring_size` events (and their bytes) for reconnects."""
+        ring = self._ring
+        ring.append(item)
+        self._ring_bytes += len(item[1])
+        while len(ring) > self._ring_size:
+            self._ring_bytes -= len(ring.popleft()[1])
+
+    def _close_slow(self, sub: Subscription, offered_bytes: int) -> None:
         self._slow_disconnects += 1
         self._logger.warning(
-            "SSE client closed slow=True staff_id=%d buffered=%d",
+            "SSE client closed slow=True reason=buffer_full staff_id=%d buffered=%d"
+            " buffered_bytes=%d offered_bytes=%d limit_bytes=%d",
             sub.staff_id,
             len(sub._buffer),
+            sub._buffered_bytes,
+            offered_bytes,
+            sub._limit,
         )
         sub.close("slow")
 
     async def _catch_up(self, sub: Subscription, last_event_id: int) -> None:
-        if self._ring_covers(last_event_id):
-            missed = [e for e in self._ring if e.id > last_event_id and routes_to(e, sub)]
-            source = "ring"
+        missed: list[_Item] | None
+        if last_event_id > self.last_event_id:
+            missed, source = None, "ahead"  # ids went backwards (a restore): refetch
+        elif self._ring_covers(last_event_id):
+            missed, source = self._from_ring(sub, last_event_id), "ring"
         else:
-            missed = await self._read_history(sub, last_event_id)
-            source = "history"
-        if missed is None:  # too old: one resync frame stands for everything up to now
+            missed, source = await self._read_history(sub, last_event_id), "history"
+        if missed is None:  # one resync frame stands for everything up to now
             self._resyncs += 1
-            missed = [Event.stream_local(EventType.RESYNC, id_=self.last_event_id)]
-            source = "resync"
+            resync = Event.stream_local(EventType.RESYNC, id_=self.last_event_id)
+            missed, source = [(resync, self._encode(resync))], f"resync reason={source}"
         else:
             self._replays += 1
-        sub._start_with(missed, seen_up_to=missed[-1].id if missed else None)
+        sub._start_with(missed, seen_up_to=missed[-1][0].id if missed else None)
         self._logger.info(
             "SSE client replay user_id=%d last_event_id=%d source=%s replayed=%d",
             sub.staff_id,
@@ -392,32 +501,64 @@ class Hub:
 
     def _ring_covers(self, last_event_id: int) -> bool:
         if self._ring:
-            return self._ring[0].id <= last_event_id + 1
+            return self._ring[0][0].id <= last_event_id + 1
         # Nothing published since start: only the log knows what came before, if there is one.
         return self._history is None and last_event_id >= self.last_event_id
 
-    async def _read_history(self, sub: Subscription, last_event_id: int) -> list[Event] | None:
+    def _from_ring(self, sub: Subscription, last_event_id: int) -> list[_Item] | None:
+        """The ring's events after the id for `sub`; None if the first one missed is older
+        than the retention (the log may have pruned it already) or there are too many."""
+        after = [item for item in self._ring if item[0].id > last_event_id]
+        if after and self._expired(after[0][0].timestamp):
+            return None
+        missed = [item for item in after if routes_to(item[0], sub)]
+        return None if len(missed) > self._replay_limit else missed
+
+    def _expired(self, timestamp: datetime) -> bool:
+        return self._retention is not None and timestamp < self._clock() - self._retention
+
+    async def _read_history(self, sub: Subscription, last_event_id: int) -> list[_Item] | None:
         if self._history is None:
             return None
-        # Live events keep arriving during the read; let as many buffer as the ring holds.
-        sub._capacity = self.buffer_size + self._ring_size
+        # Live events keep arriving while the read waits its turn and runs, and the client
+        # cannot take them yet: let them use as many bytes as the ring holds on top.
+        sub._limit = self.buffer_bytes + self._ring_bytes
         try:
-            missed = await self._history.events_after(
-                last_event_id,
-                active_group_ids=sub.active_group_ids,
-                ogs_group_ids=sub.ogs_group_ids,
-            )
+            async with self._history_reads:
+                if sub.closed_reason is not None:
+                    return []
+                missed = await self._history.events_after(
+                    last_event_id,
+                    active_group_ids=sub.active_group_ids,
+                    ogs_group_ids=sub.ogs_group_ids,
+                    admin=sub.admin,
+                )
         finally:
-            sub._capacity = self.buffer_size
-        return None if missed is None else sorted(missed, key=lambda event: event.id)
+            sub._limit = self.buffer_bytes
+        if missed is None:
+            return None
+        return [(event, self._encode(event)) for event in sorted(missed, key=lambda e: e.id)]
 
     def _register(self, sub: Subscription) -> None:
         # Every event with a larger id is published after this point and reaches `sub`.
         sub.start_after_id = self.last_event_id
+        staff_subs = self._by_staff.setdefault(sub.staff_id, {})
+        while len(staff_subs) >= self._max_per_staff:
+            oldest = next(iter(staff_subs))
+            self._logger.warning(
+                "SSE client closed reason=too_many_streams user_id=%d open_streams=%d limit=%d",
+                sub.staff_id,
+                len(staff_subs),
+                self._max_per_staff,
+            )
+            oldest.close("too_many_streams")
+            staff_subs = self._by_staff.setdefault(sub.staff_id, {})
         self._subscriptions.add(sub)
-        self._by_staff.setdefault(sub.staff_id, set()).add(sub)
+        staff_subs[sub] = None
         _index(self._active_index, sub, (), sub.active_group_ids)
         _index(self._ogs_index, sub, (), sub.ogs_group_ids)
+        if sub.admin:
+            self._admins.add(sub)
         self._logger.info(
             "SSE client connected user_id=%d subscribed_groups=%s ogs_groups=%s total_clients=%d",
             sub.staff_id,
@@ -431,11 +572,12 @@ class Hub:
             return
         self._subscriptions.discard(sub)
         staff_subs = self._by_staff[sub.staff_id]
-        staff_subs.discard(sub)
+        staff_subs.pop(sub, None)
         if not staff_subs:
             del self._by_staff[sub.staff_id]
         _index(self._active_index, sub, sub.active_group_ids, ())
         _index(self._ogs_index, sub, sub.ogs_group_ids, ())
+        self._admins.discard(sub)
         self._logger.info(
             "SSE client disconnected user_id=%d reason=%s total_clients=%d",
             sub.staff_id,
@@ -462,21 +604,25 @@ class Hub:
 
 def _offer(
     subscribers: Iterable[Subscription],
-    event: Event,
+    item: _Item,
     overflowed: list[Subscription],
     *,
     skip_active_id: int | None = None,
 ) -> int:
-    """Append `event` to each buffer; full ones go to `overflowed`. The hot loop, kept flat."""
+    """Append `item` to each buffer; those it would take over their bound go to `overflowed`.
+
+    The hot loop, kept flat.
+    """
     delivered = 0
+    size = len(item[1])
     for sub in subscribers:
         if skip_active_id is not None and skip_active_id in sub.active_group_ids:
             continue  # already reached through its active group
-        buffer = sub._buffer
-        if len(buffer) >= sub._capacity:
+        if sub._buffered_bytes + size > sub._limit:
             overflowed.append(sub)
             continue
-        buffer.append(event)
+        sub._buffer.append(item)
+        sub._buffered_bytes += size
         waiter = sub._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -71,6 +71,7 @@ def test_a_backup_taken_mid_stream_is_consistent_and_restores_once_the_server_st
     after = reader.scan(STUDENT_TAGS[50])
     refused = _cli("restore", str(backup_file), database=database, system=system)
     exit_seconds = system.server.stop()
+    newest_before_restore = _rows(database, "SELECT max(id) FROM event_log")[0][0]
     restored = _cli("restore", str(backup_file), database=database, system=system)
     system.server.start(wait_ready=True)
     feedback_after_restore = reader.scan(STUDENT_TAGS[55])
@@ -80,7 +81,9 @@ def test_a_backup_taken_mid_stream_is_consistent_and_restores_once_the_server_st
     assert "Backup written" in backed_up.stdout
     scans = _rows(backup_file, "SELECT count(*) FROM processed_scan")[0][0]
     visits = _rows(backup_file, "SELECT count(*) FROM visit WHERE exit_time IS NULL")[0][0]
-    events = _rows(backup_file, "SELECT count(*) FROM event_log")[0][0]
+    events = _rows(backup_file, "SELECT count(*) FROM event_log WHERE type = 'student_checkin'")[0][
+        0
+    ]
     assert scans == visits == events
     assert after["result"] == "checked_in"
     assert refused.returncode != 0
@@ -94,3 +97,7 @@ def test_a_backup_taken_mid_stream_is_consistent_and_restores_once_the_server_st
     assert live_ids == backup_ids | {feedback_after_restore["scan_id"]}
     assert after["scan_id"] not in live_ids
     assert feedback_after_restore["result"] == "checked_in"
+    # Event ids keep increasing: the check-in after the restore got a new, higher id.
+    newest_after_restore = _rows(database, "SELECT max(id) FROM event_log")[0][0]
+    assert isinstance(newest_before_restore, int) and isinstance(newest_after_restore, int)
+    assert newest_after_restore > newest_before_restore

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from api.sse import encode_event
 from edge_bridge.events import Event, EventType
 from edge_bridge.hub import Hub
 
@@ -35,7 +36,7 @@ def test_publish_threadsafe_from_four_threads_delivers_every_event_once_in_each_
     None
 ):
     async def scenario() -> list[int]:
-        hub = Hub(buffer_size=THREADS * PER_THREAD)
+        hub = Hub(encode=encode_event)  # 1,000 frames of ~200 bytes: well within 1 MiB
         await hub.start()
         start_together = threading.Barrier(THREADS)
 

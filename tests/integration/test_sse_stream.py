@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from edge_bridge.config import MIN_SSE_CLIENT_BUFFER_BYTES
 from edge_bridge.eventlog import EventLog
 from edge_bridge.events import ALLOWED_DATA_KEYS
 from edge_bridge.models import EventRecord, Student
@@ -69,6 +71,23 @@ def events_until(stream: SseStream, student_id: int) -> list[Frame]:
     while not frames or frames[-1].json["data"].get("student_id") != str(student_id):
         frames.append(stream.next_event(timeout=max(0.01, deadline - time.monotonic())))
     return frames
+
+
+def newest_event_id(system: System) -> int:
+    with Session(system.engine) as session:
+        return session.exec(select(func.max(EventRecord.id))).one() or 0
+
+
+def checkin_ids(system: System) -> list[int]:
+    """The ids of the logged `student_checkin` events, in order."""
+    with Session(system.engine) as session:
+        return list(
+            session.exec(
+                select(EventRecord.id)
+                .where(EventRecord.type == "student_checkin")
+                .order_by(col(EventRecord.id))
+            ).all()
+        )
 
 
 def sse_stats(http: httpx.Client, system: System) -> dict[str, object]:
@@ -175,10 +194,11 @@ def test_reconnect_with_last_event_id_replays_exactly_the_missed_events_then_liv
 def test_an_id_older_than_the_retained_log_gets_one_resync_and_newer_ids_replay_from_the_log(
     system: System,
 ) -> None:
-    # Arrange: events from "two days ago" in the log, then the real pruning code removes
-    # the older half (as the bridge's background job would), leaving a gap for old ids.
+    # Arrange: events from 47, 35, 23 and 11 hours ago in the log, then the real pruning code
+    # removes the older half (as the bridge's background job would), leaving a gap for old
+    # ids; the other two are within the server's retention (24 h).
     with Session(system.engine) as session:
-        old = datetime.now(UTC) - timedelta(days=2)
+        old = datetime.now(UTC) - timedelta(hours=47)
         for offset, student_id in enumerate((401, 402, 403, 404)):
             session.add(
                 EventRecord(
@@ -196,7 +216,8 @@ def test_an_id_older_than_the_retained_log_gets_one_resync_and_newer_ids_replay_
     http = system.http()
     yilmaz = system.connected_stream(YILMAZ)
     check_in(http, system, 431, FUSSBALL)  # live: the hub's ring now starts after the log
-    newest = yilmaz.next_event()  # streamed, so its frame is encoded and cached under its id
+    yilmaz.next_event()
+    newest_id = newest_event_id(system)  # (admins' events share the id sequence)
 
     too_old = system.stream(SCHMIDT, headers={"Last-Event-ID": "1"})
     resync_frames = [too_old.next_event(), too_old.next_event()]
@@ -207,7 +228,7 @@ def test_an_id_older_than_the_retained_log_gets_one_resync_and_newer_ids_replay_
 
     assert pruned == 2
     assert [f.event for f in resync_frames] == ["connected", "resync"]
-    assert resync_frames[1].id == newest.id  # resume point: everything up to now
+    assert resync_frames[1].id == str(newest_id)  # resume point: everything up to now
     assert resync_frames[1].json["type"] == "resync"
     assert describe(after_resync) == ("student_checkin", "124", "405")
     assert [describe(f) for f in retained_frames[1:]] == [
@@ -220,7 +241,11 @@ def test_an_id_older_than_the_retained_log_gets_one_resync_and_newer_ids_replay_
 def test_a_slow_client_is_closed_without_delaying_a_fast_one_and_misses_nothing_on_reconnect(
     make_system: Callable[..., System],
 ) -> None:
-    system = make_system(sse_client_buffer=4)
+    # The smallest buffer allowed (16 KiB of unsent frames), and a send timeout long enough
+    # that the byte bound is what closes the client that stopped reading.
+    system = make_system(
+        sse_client_buffer=MIN_SSE_CLIENT_BUFFER_BYTES, env={"SSE_SEND_TIMEOUT_SECONDS": "120"}
+    )
     slow = RawSseClient(
         *address_of(system),
         EVENTS,
@@ -257,7 +282,9 @@ def test_a_slow_client_is_closed_without_delaying_a_fast_one_and_misses_nothing_
     replayed = [int(resumed.next_event().id or 0) for _ in delivered[len(seen_by_slow) - 1 :]]
     print(f"slow client closed after {len(delivered)} events, slowest {slowest_seconds:.3f} s")
 
-    assert "SSE client closed slow=True" in system.server.log_text()
+    slow_line = next(line for line in system.server.log_text().splitlines() if "slow=True" in line)
+    buffered_bytes = int(slow_line.partition("buffered_bytes=")[2].split()[0])
+    assert 0.9 * MIN_SSE_CLIENT_BUFFER_BYTES < buffered_bytes <= MIN_SSE_CLIENT_BUFFER_BYTES
     assert seen_by_slow[0] == 0
     assert seen_by_slow[1:] == delivered[: len(seen_by_slow) - 1]
     assert len(seen_by_slow) - 1 < len(delivered)
@@ -313,8 +340,10 @@ def test_a_stream_opens_with_headers_and_connected_then_beats_until_its_token_ex
 
 
 def test_the_server_stops_promptly_with_many_open_streams_and_replays_after_restart(
-    system: System,
+    make_system: Callable[..., System],
 ) -> None:
+    # One staff member holds all of them: lift the per-staff cap (10) for this test.
+    system = make_system(env={"SSE_MAX_STREAMS_PER_STAFF": str(OPEN_STREAMS)})
     http = system.http()
     check_in(http, system, 401, HAUSAUFGABEN)
     check_in(http, system, 402, HAUSAUFGABEN)
@@ -339,4 +368,4 @@ def test_the_server_stops_promptly_with_many_open_streams_and_replays_after_rest
     assert ended == OPEN_STREAMS
     assert resumed_frames[0].event == "connected"
     assert describe(resumed_frames[1]) == ("student_checkin", "124", "402")
-    assert resumed_frames[1].id == "2"
+    assert resumed_frames[1].id == str(checkin_ids(system)[1])  # its id from the log

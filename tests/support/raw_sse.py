@@ -4,7 +4,8 @@
 in the socket buffers (a deliberately slow client). On loopback the kernel would otherwise
 absorb megabytes first: a small receive buffer and a small announced MSS, both set before
 connecting, keep the window and the server's autotuned send buffer small (tens of KiB).
-Responses are parsed with h11, so chunked framing and the end of the response are exact.
+Responses are parsed with h11, so chunked framing and the end of the response are exact: a
+connection the server drops mid-body (as after a send timeout) ends with `complete` False.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class RawSseClient:
         self.status_code: int | None = None
         self.body = bytearray()
         self.ended = False
+        self.complete = False  # the response ended with its final chunk
         self._connection = h11.Connection(h11.CLIENT)
         request = h11.Request(
             method="GET",
@@ -88,7 +90,11 @@ class RawSseClient:
             raise TimeoutError(msg) from None
         self._connection.receive_data(data)
         while True:
-            event = self._connection.next_event()
+            try:
+                event = self._connection.next_event()
+            except h11.RemoteProtocolError:  # closed without the final chunk
+                self.ended = True
+                break
             if event is h11.NEED_DATA:
                 break
             if isinstance(event, h11.Response):
@@ -97,6 +103,7 @@ class RawSseClient:
                 self.body += event.data
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 self.ended = True
+                self.complete = isinstance(event, h11.EndOfMessage)
                 break
         if not data:
             self.ended = True

@@ -19,7 +19,10 @@ from sqlalchemy.engine import Engine
 from edge_bridge.backup import BackupError, backup, backup_cli, check_database_file, restore
 from edge_bridge.config import Settings
 from edge_bridge.db import make_engine, migrate
+from edge_bridge.eventlog import EventLog
+from edge_bridge.events import EventType, NewEvent
 from edge_bridge.importer import import_file
+from edge_bridge.store import Store, Tx
 from tests.conftest import SCHOOL
 
 
@@ -202,3 +205,73 @@ def test_the_cli_backs_up_and_restores_the_configured_database(
 
     assert (backed_up, restored) == (0, 0)
     assert _room_name(live_db) == "Raum 101"
+
+
+def _emit_events(path: Path, count: int) -> list[int]:
+    """Append `count` check-in events to the database at `path`; returns their ids."""
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+
+        def work(tx: Tx) -> Tx:
+            for _ in range(count):
+                tx.emit(NewEvent.for_group(EventType.STUDENT_CHECKIN, 124, student_id=401))
+            return tx
+
+        return [event.id for event in Store(engine).write_blocking(work).events]
+    finally:
+        engine.dispose()
+
+
+def _replay_after(path: Path, last_event_id: int) -> list[int] | None:
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        log = EventLog(engine, retention_seconds=3600)
+        events = log.events_after_blocking(
+            last_event_id, active_group_ids=frozenset({124}), ogs_group_ids=frozenset()
+        )
+        return None if events is None else [event.id for event in events]
+    finally:
+        engine.dispose()
+
+
+def _newest_id(path: Path) -> int:
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        return EventLog(engine, retention_seconds=3600).last_event_id()
+    finally:
+        engine.dispose()
+
+
+def test_event_ids_keep_increasing_after_a_restore_and_earlier_ids_get_a_resync(
+    live_db: Path, tmp_path: Path
+) -> None:
+    in_backup = _emit_events(live_db, 3)
+    target = tmp_path / "backups" / "nightly.db"
+    backup(live_db, target)
+    newest_before = _emit_events(live_db, 4)[-1]  # made after the backup: lost by the restore
+
+    restore(target, live_db)
+    resume_point = _newest_id(live_db)  # what the server's streams start from now
+    after_restore = _emit_events(live_db, 1)
+
+    assert after_restore[0] > newest_before
+    assert resume_point == newest_before + 1
+    for seen_before_restore in (in_backup[0], in_backup[-1], newest_before):
+        assert _replay_after(live_db, seen_before_restore) is None  # resync: state went back
+    assert _replay_after(live_db, resume_point) == after_restore
+
+
+def test_a_restore_continues_after_ids_the_old_database_had_already_pruned(
+    live_db: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "backups" / "nightly.db"
+    backup(live_db, target)
+    newest_before = _emit_events(live_db, 5)[-1]
+    with closing(sqlite3.connect(live_db)) as connection:  # every row gone, as by pruning
+        connection.execute("DELETE FROM event_log")
+        connection.commit()
+
+    restore(target, live_db)
+    after_restore = _emit_events(live_db, 1)
+
+    assert after_restore[0] > newest_before

@@ -82,3 +82,44 @@ def test_too_many_missed_events_ask_for_a_resync(engine: Engine) -> None:
         log.events_after_blocking(0, active_group_ids=frozenset({1}), ogs_group_ids=frozenset())
         is None
     )
+
+
+def test_an_id_whose_next_event_is_older_than_the_retention_asks_for_a_resync_before_a_prune(
+    engine: Engine,
+) -> None:
+    store = Store(engine)
+    old = _emit(store, _checkin(1), _checkin(1))
+    three_seconds_later = datetime.now(UTC) + timedelta(seconds=3)
+    log = EventLog(engine, retention_seconds=2, clock=lambda: three_seconds_later)
+    groups = {"active_group_ids": frozenset({1}), "ogs_group_ids": frozenset()}
+
+    missed_old = log.events_after_blocking(old[0], **groups)
+    up_to_date = log.events_after_blocking(old[1], **groups)
+
+    assert missed_old is None  # event old[1] is past the retention: pruned or not, resync
+    assert up_to_date == []  # nothing missed: no resync, however old the last event
+    assert log.last_event_id() == old[1]
+
+
+def test_a_client_that_missed_only_fresh_events_replays_although_older_ones_exist(
+    engine: Engine,
+) -> None:
+    store = Store(engine)
+    _emit(store, _checkin(1))
+    fresh = _emit(store, _checkin(1))
+    log = EventLog(engine, retention_seconds=60)
+    groups = {"active_group_ids": frozenset({1}), "ogs_group_ids": frozenset()}
+
+    replayed = log.events_after_blocking(fresh[0] - 1, **groups)
+
+    assert replayed is not None and [event.id for event in replayed] == fresh
+
+
+def test_the_newest_id_counts_ids_marked_gone_after_everything_was_pruned(engine: Engine) -> None:
+    store, log = Store(engine), EventLog(engine, retention_seconds=60)
+    ids = _emit(store, _checkin(1), _checkin(1))
+    later = datetime.now(UTC) + timedelta(minutes=5)
+
+    store.write_blocking(lambda tx: log.prune(tx.session, now=later))
+
+    assert log.last_event_id() == ids[1]  # not 0: a restart must not hand out old ids

@@ -1,19 +1,37 @@
-"""Tests for edge_bridge/hub.py: routing, cleanup, slow clients, replay, live group changes."""
+"""Tests for edge_bridge/hub.py: routing, cleanup, slow clients, replay, live group changes.
+
+The hub is given a test encoder whose frames are FRAME_BYTES long (or as long as asked), so
+byte bounds read as "so many frames".
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from edge_bridge.events import Event, EventType
 from edge_bridge.hub import Hub, Subscription
+from edge_bridge.tuning import HUB_HISTORY_READS_AT_ONCE
 
 WAIT_SECONDS = 2
+FRAME_BYTES = 100
+SIZES: dict[int, int] = {}  # event id → frame size, for events that need another size
+
+
+def encode(event: Event) -> bytes:
+    """A frame of FRAME_BYTES (or SIZES[event.id]) bytes that names the event."""
+    head = f"{event.id}:{event.type}\n".encode()
+    return head.ljust(SIZES.get(event.id, FRAME_BYTES), b".")
+
+
+def make_hub(**options: Any) -> Hub:
+    """A hub with the test encoder."""
+    return Hub(encode=encode, **options)
 
 
 def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -27,6 +45,7 @@ def make_event(
     *,
     ogs_group_id: int | None = None,
     type_: EventType = EventType.STUDENT_CHECKIN,
+    at: datetime | None = None,
 ) -> Event:
     """An event routed to the supervisors of `active_group_id` and leaders of `ogs_group_id`."""
     return Event(
@@ -34,7 +53,7 @@ def make_event(
         type_,
         active_group_id,
         {},
-        datetime.now(UTC),
+        at or datetime.now(UTC),
         route_active_group_id=active_group_id,
         route_ogs_group_id=ogs_group_id,
     )
@@ -73,6 +92,7 @@ class FakeHistory:
         *,
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
+        admin: bool = False,
     ) -> list[Event] | None:
         self.calls += 1
         if self.before_read is not None:
@@ -86,6 +106,7 @@ class FakeHistory:
             and (
                 event.route_active_group_id in active_group_ids
                 or event.route_ogs_group_id in ogs_group_ids
+                or (event.route_admin and admin)
             )
         ]
 
@@ -95,7 +116,7 @@ class FakeHistory:
 
 def test_event_reaches_only_supervisors_of_its_active_group() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with (
             hub.subscribe(staff_id=1, active_group_ids=[10]) as in_ten,
             hub.subscribe(staff_id=2, active_group_ids=[20]) as in_twenty,
@@ -111,7 +132,7 @@ def test_event_reaches_only_supervisors_of_its_active_group() -> None:
 
 def test_home_group_leader_receives_checkins_of_their_students_in_any_group() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with hub.subscribe(staff_id=1, active_group_ids=[], ogs_group_ids=[7]) as leader:
             await hub.publish(make_event(1, 10, ogs_group_id=7))
             await hub.publish(make_event(2, 20, ogs_group_id=8))
@@ -122,9 +143,45 @@ def test_home_group_leader_receives_checkins_of_their_students_in_any_group() ->
     run(scenario)
 
 
+def _admin_event(id_: int) -> Event:
+    return Event(id_, EventType.DEVICE_STATUS, None, {}, datetime.now(UTC), route_admin=True)
+
+
+def test_the_admins_events_reach_admin_streams_only() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        async with (
+            hub.subscribe(staff_id=4, active_group_ids=[], admin=True) as admin,
+            hub.subscribe(staff_id=1, active_group_ids=[10]) as supervisor,
+        ):
+            assert await hub.publish(_admin_event(1)) == 1
+            await hub.publish(make_event(2, 10))
+
+            assert await take(admin, 1) == [1]
+            assert await take(supervisor, 1) == [2]
+
+    run(scenario)
+
+
+def test_a_reconnecting_admin_replays_the_admins_events_from_the_log() -> None:
+    async def scenario() -> None:
+        log = [_admin_event(1), make_event(2, 10), _admin_event(3)]
+        hub = make_hub(history=FakeHistory(log))
+        hub.last_event_id = 3  # as at start: the events are in the log, not in the ring
+
+        async with hub.subscribe(
+            staff_id=4, active_group_ids=[], admin=True, last_event_id=0
+        ) as admin:
+            assert await take(admin, 2) == [1, 3]
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=0) as other:
+            assert await take(other, 1) == [2]
+
+    run(scenario)
+
+
 def test_subscription_matching_both_active_and_home_group_receives_event_once() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as both:
             recipients = await hub.publish(make_event(1, 10, ogs_group_id=7))
             await hub.publish(make_event(2, 10))
@@ -137,7 +194,7 @@ def test_subscription_matching_both_active_and_home_group_receives_event_once() 
 
 def test_subscription_in_several_groups_receives_each_of_their_events_once() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with hub.subscribe(staff_id=1, active_group_ids=[10, 20, 30]) as sub:
             for event_id, group_id in enumerate([10, 20, 40, 30], start=1):
                 await hub.publish(make_event(event_id, group_id))
@@ -149,7 +206,7 @@ def test_subscription_in_several_groups_receives_each_of_their_events_once() -> 
 
 def test_publish_counts_every_recipient_once_across_both_indexes() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with (
             hub.subscribe(staff_id=1, active_group_ids=[10]),
             hub.subscribe(staff_id=2, active_group_ids=[10], ogs_group_ids=[7]),
@@ -165,7 +222,7 @@ def test_publish_without_subscribers_returns_zero_and_logs_at_debug(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         with caplog.at_level(logging.DEBUG, logger="edge_bridge.hub"):
             assert await hub.publish(make_event(5, 10)) == 0
 
@@ -183,7 +240,7 @@ def test_publish_logs_each_broadcast_with_its_recipient_count(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with hub.subscribe(staff_id=1, active_group_ids=[10]):
             with caplog.at_level(logging.DEBUG, logger="edge_bridge.hub"):
                 await hub.publish(make_event(1, 10, type_=EventType.ACTIVITY_END))
@@ -206,7 +263,7 @@ def test_publish_logs_each_broadcast_with_its_recipient_count(
 
 def test_leaving_the_context_unregisters_and_stats_return_to_zero() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as sub:
             assert hub.stats().total_clients == 1
 
@@ -220,7 +277,7 @@ def test_leaving_the_context_unregisters_and_stats_return_to_zero() -> None:
 
 def test_leaving_the_context_by_an_exception_still_unregisters() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         with pytest.raises(ZeroDivisionError):
             async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
                 _ = 1 / 0
@@ -233,7 +290,7 @@ def test_leaving_the_context_by_an_exception_still_unregisters() -> None:
 
 def test_cancelling_the_reader_unregisters_its_subscription() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         entered = asyncio.Event()
 
         async def read_forever() -> None:
@@ -257,7 +314,7 @@ def test_cancelling_the_reader_unregisters_its_subscription() -> None:
 
 def test_unregister_is_idempotent_and_keeps_the_first_reason() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with (
             hub.subscribe(staff_id=1, active_group_ids=[10]) as sub,
             hub.subscribe(staff_id=2, active_group_ids=[10]),
@@ -274,7 +331,7 @@ def test_unregister_is_idempotent_and_keeps_the_first_reason() -> None:
 
 def test_subscribe_and_unsubscribe_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with hub.subscribe(staff_id=3, active_group_ids=[20, 10], ogs_group_ids=[7]):
             pass
 
@@ -292,7 +349,7 @@ def test_subscribe_and_unsubscribe_are_logged_at_info(caplog: pytest.LogCaptureF
 
 def test_stats_count_subscribers_per_active_and_home_group() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with (
             hub.subscribe(staff_id=1, active_group_ids=[10, 20], ogs_group_ids=[7]),
             hub.subscribe(staff_id=2, active_group_ids=[10]),
@@ -313,7 +370,7 @@ def test_full_buffer_closes_only_the_slow_subscription_and_logs_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def scenario() -> None:
-        hub = Hub(buffer_size=3)
+        hub = make_hub(buffer_bytes=3 * FRAME_BYTES)
         async with (
             hub.subscribe(staff_id=1, active_group_ids=[10]) as slow,
             hub.subscribe(staff_id=2, active_group_ids=[10]) as reader,
@@ -330,13 +387,16 @@ def test_full_buffer_closes_only_the_slow_subscription_and_logs_once(
     with caplog.at_level(logging.INFO, logger="edge_bridge.hub"):
         run(scenario)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == ["SSE client closed slow=True staff_id=1 buffered=3"]
+    assert warnings == [
+        "SSE client closed slow=True reason=buffer_full staff_id=1 buffered=3"
+        " buffered_bytes=300 offered_bytes=100 limit_bytes=300"
+    ]
     assert "SSE client disconnected user_id=1 reason=slow total_clients=1" in caplog.messages
 
 
 def test_slow_subscription_ends_immediately_without_its_buffered_events() -> None:
     async def scenario() -> None:
-        hub = Hub(buffer_size=2)
+        hub = make_hub(buffer_bytes=2 * FRAME_BYTES)
         async with hub.subscribe(staff_id=1, active_group_ids=[10]) as slow:
             for event_id in range(1, 4):
                 await hub.publish(make_event(event_id, 10))
@@ -348,7 +408,7 @@ def test_slow_subscription_ends_immediately_without_its_buffered_events() -> Non
 
 def test_slow_subscription_wakes_a_waiting_reader_which_then_ends() -> None:
     async def scenario() -> None:
-        hub = Hub(buffer_size=1)
+        hub = make_hub(buffer_bytes=1 * FRAME_BYTES)
         got_first = asyncio.Event()
 
         async def read(sub: Subscription) -> list[int]:
@@ -373,7 +433,7 @@ def test_slow_subscription_wakes_a_waiting_reader_which_then_ends() -> None:
 
 def test_slow_subscription_in_both_indexes_is_closed_once() -> None:
     async def scenario() -> None:
-        hub = Hub(buffer_size=1)
+        hub = make_hub(buffer_bytes=1 * FRAME_BYTES)
         async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as sub:
             await hub.publish(make_event(1, 10, ogs_group_id=7))
             recipients = await hub.publish(make_event(2, 10, ogs_group_id=7))
@@ -392,7 +452,7 @@ def test_publish_does_not_raise_when_logging_fails() -> None:
             raise OSError("log disk full")
 
     async def scenario() -> None:
-        hub = Hub(logger=BrokenLogger("broken"))
+        hub = make_hub(logger=BrokenLogger("broken"))
         async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
             await hub.publish(make_event(1, 10))
 
@@ -406,7 +466,7 @@ def test_publish_does_not_raise_when_logging_fails() -> None:
 
 def test_reconnect_replays_missed_events_of_its_groups_from_the_ring_then_live() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         for event_id, group_id in enumerate([10, 20, 10, 10, 20], start=1):
             await hub.publish(make_event(event_id, group_id))
 
@@ -423,7 +483,7 @@ def test_reconnect_replays_from_history_when_the_ring_no_longer_covers_it() -> N
     async def scenario() -> None:
         log = [make_event(event_id, 10) for event_id in range(1, 11)]
         history = FakeHistory(log)
-        hub = Hub(ring_size=3, history=history)
+        hub = make_hub(ring_size=3, history=history)
         for event in log:
             await hub.publish(event)
 
@@ -439,7 +499,8 @@ def test_reconnect_replays_from_history_when_the_ring_no_longer_covers_it() -> N
 def test_reconnect_after_restart_asks_history_although_the_ring_is_empty() -> None:
     async def scenario() -> None:
         history = FakeHistory([make_event(event_id, 10) for event_id in range(1, 6)])
-        hub = Hub(history=history)
+        hub = make_hub(history=history)
+        hub.last_event_id = 5  # as the bridge sets it from the log on start
 
         async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=3) as sub:
             await hub.publish(make_event(6, 10))
@@ -456,7 +517,7 @@ def test_events_published_during_the_history_read_arrive_once_without_a_gap(
     async def scenario() -> None:
         log = [make_event(event_id, 10) for event_id in range(1, 11)]
         history = FakeHistory(log)
-        hub = Hub(ring_size=2, history=history, buffer_size=2)
+        hub = make_hub(ring_size=2, history=history, buffer_bytes=2 * FRAME_BYTES)
         for event in log:
             await hub.publish(event)
 
@@ -478,7 +539,7 @@ def test_events_published_during_the_history_read_arrive_once_without_a_gap(
 
 def test_live_events_during_a_long_replay_do_not_close_the_client_as_slow() -> None:
     async def scenario() -> None:
-        hub = Hub(buffer_size=2)
+        hub = make_hub(buffer_bytes=2 * FRAME_BYTES)
         for event_id in range(1, 21):
             await hub.publish(make_event(event_id, 10))
 
@@ -493,7 +554,7 @@ def test_live_events_during_a_long_replay_do_not_close_the_client_as_slow() -> N
 
 def test_buffer_after_a_replay_stays_bounded() -> None:
     async def scenario() -> None:
-        hub = Hub(buffer_size=2)
+        hub = make_hub(buffer_bytes=2 * FRAME_BYTES)
         for event_id in range(1, 6):
             await hub.publish(make_event(event_id, 10))
 
@@ -508,7 +569,7 @@ def test_buffer_after_a_replay_stays_bounded() -> None:
 
 def test_buffer_size_applies_again_once_the_replay_is_consumed() -> None:
     async def scenario() -> None:
-        hub = Hub(buffer_size=2)
+        hub = make_hub(buffer_bytes=2 * FRAME_BYTES)
         for event_id in range(1, 6):
             await hub.publish(make_event(event_id, 10))
 
@@ -525,7 +586,7 @@ def test_buffer_size_applies_again_once_the_replay_is_consumed() -> None:
 def test_history_without_the_id_yields_one_resync_then_live_events() -> None:
     async def scenario() -> None:
         log = [make_event(event_id, 10) for event_id in range(1, 11)]
-        hub = Hub(ring_size=2, history=FakeHistory(log, retained_from=8))
+        hub = make_hub(ring_size=2, history=FakeHistory(log, retained_from=8))
         for event in log:
             await hub.publish(event)
 
@@ -542,7 +603,7 @@ def test_history_without_the_id_yields_one_resync_then_live_events() -> None:
 
 def test_uncovered_id_without_history_yields_resync() -> None:
     async def scenario() -> None:
-        hub = Hub(ring_size=2)
+        hub = make_hub(ring_size=2)
         for event_id in range(1, 6):
             await hub.publish(make_event(event_id, 10))
 
@@ -554,17 +615,22 @@ def test_uncovered_id_without_history_yields_resync() -> None:
     run(scenario)
 
 
-def test_last_event_id_beyond_the_hubs_last_id_means_nothing_to_replay() -> None:
+@pytest.mark.parametrize("ring_size", [2, 4096])
+def test_last_event_id_beyond_the_newest_id_gets_one_resync_then_live_events(
+    ring_size: int,
+) -> None:
     async def scenario() -> None:
-        hub = Hub(ring_size=2)
+        hub = make_hub(ring_size=ring_size, history=FakeHistory([]))
         for event_id in range(1, 6):
             await hub.publish(make_event(event_id, 10))
 
         async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=99) as sub:
             await hub.publish(make_event(6, 10))
+            resync = await next_event(sub)
 
+            assert (resync.type, resync.id) == (EventType.RESYNC, 5)
             assert await take(sub, 1) == [6]
-            assert hub.stats().resyncs == 0
+            assert hub.stats().resyncs == 1
 
     run(scenario)
 
@@ -575,7 +641,8 @@ def test_history_failure_propagates_and_unregisters() -> None:
             raise ConnectionError("database unreachable")
 
     async def scenario() -> None:
-        hub = Hub(history=FailingHistory([]))
+        hub = make_hub(history=FailingHistory([]))
+        hub.last_event_id = 5
         with pytest.raises(ConnectionError):
             async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=3):
                 pass
@@ -590,7 +657,7 @@ def test_history_failure_propagates_and_unregisters() -> None:
 
 def test_update_staff_moves_every_open_subscription_of_that_staff_member() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with (
             hub.subscribe(staff_id=1, active_group_ids=[10]) as tab_one,
             hub.subscribe(staff_id=1, active_group_ids=[10]) as tab_two,
@@ -612,7 +679,7 @@ def test_update_staff_moves_every_open_subscription_of_that_staff_member() -> No
 
 def test_set_groups_updates_indexes_and_drops_empty_groups() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as sub:
             sub.set_groups([20, 30], [])
 
@@ -628,7 +695,7 @@ def test_set_groups_updates_indexes_and_drops_empty_groups() -> None:
 
 def test_update_staff_without_open_subscriptions_does_nothing() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         hub.update_staff(9, active_group_ids=[10], ogs_group_ids=[])
 
         assert hub.stats().groups == {}
@@ -641,14 +708,14 @@ def test_update_staff_without_open_subscriptions_does_nothing() -> None:
 
 def test_publish_threadsafe_before_the_hub_is_bound_raises() -> None:
     with pytest.raises(RuntimeError, match="not bound"):
-        Hub().publish_threadsafe(make_event(1, 10))
+        make_hub().publish_threadsafe(make_event(1, 10))
 
 
 def test_publish_threadsafe_after_the_loop_closed_drops_the_event_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     loop = asyncio.new_event_loop()
-    hub = Hub()
+    hub = make_hub()
     hub.bind(loop)
     loop.close()
 
@@ -659,7 +726,7 @@ def test_publish_threadsafe_after_the_loop_closed_drops_the_event_with_a_warning
 
 def test_close_all_ends_every_subscription_promptly() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         ready = asyncio.Barrier(4)
 
         async def read(staff_id: int) -> str | None:
@@ -683,7 +750,7 @@ def test_close_all_ends_every_subscription_promptly() -> None:
 
 def test_a_new_subscription_resumes_after_the_last_event_published_before_it() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         await hub.publish(make_event(7, 10))
         async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
             await hub.publish(make_event(8, 10))
@@ -696,7 +763,7 @@ def test_a_new_subscription_resumes_after_the_last_event_published_before_it() -
 
 def test_a_replaying_subscription_resumes_after_the_id_it_asked_for() -> None:
     async def scenario() -> None:
-        hub = Hub()
+        hub = make_hub()
         for event_id in (1, 2, 3):
             await hub.publish(make_event(event_id, 10))
         async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=1) as sub:
@@ -706,22 +773,257 @@ def test_a_replaying_subscription_resumes_after_the_id_it_asked_for() -> None:
     run(scenario)
 
 
-def test_hub_rejects_a_buffer_size_below_one() -> None:
-    with pytest.raises(ValueError, match="buffer_size must be at least 1, got: 0"):
-        Hub(buffer_size=0)
+@pytest.mark.parametrize(
+    "option", ["buffer_bytes", "replay_limit", "max_streams_per_staff", "max_streams"]
+)
+def test_hub_rejects_a_limit_below_one(option: str) -> None:
+    with pytest.raises(ValueError, match=f"{option} must be at least 1, got: 0"):
+        make_hub(**{option: 0})
 
 
-def test_drain_nowait_takes_what_is_buffered_in_order_without_waiting() -> None:
+# Byte accounting (slow means: the client stopped taking bytes)
+
+
+def test_a_burst_of_many_small_events_in_one_turn_does_not_close_a_reading_stream() -> None:
     async def scenario() -> None:
-        hub = Hub(buffer_size=8)
-        async with hub.subscribe(staff_id=1, active_group_ids=[1]) as sub:
-            for event_id in (1, 2, 3):
-                await hub.publish(make_event(event_id))
+        hub = make_hub(buffer_bytes=1_048_576)
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            for event_id in range(1, 1501):  # one commit's worth, before the reader runs
+                await hub.publish(make_event(event_id, 10))
 
+            assert await take(sub, 1500) == list(range(1, 1501))
+            assert sub.closed_reason is None
+            assert hub.stats().slow_disconnects == 0
+
+    run(scenario)
+
+
+def test_the_bound_counts_bytes_so_one_large_frame_overflows_where_small_ones_fit(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(SIZES, 9, 250)
+
+    async def scenario() -> None:
+        hub = make_hub(buffer_bytes=1000)
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            for event_id in range(1, 9):
+                await hub.publish(make_event(event_id, 10))  # 800 bytes held
+            held = sub.buffered_bytes
+            await hub.publish(make_event(9, 10))  # 250 more: over 1000
+
+            assert held == 800
+            assert sub.closed_reason == "slow"
+
+    with caplog.at_level(logging.WARNING, logger="edge_bridge.hub"):
+        run(scenario)
+    assert caplog.messages == [
+        "SSE client closed slow=True reason=buffer_full staff_id=1 buffered=8"
+        " buffered_bytes=800 offered_bytes=250 limit_bytes=1000"
+    ]
+
+
+def test_bytes_taken_by_the_stream_make_room_for_more() -> None:
+    async def scenario() -> None:
+        hub = make_hub(buffer_bytes=3 * FRAME_BYTES)
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            for event_id in range(1, 31):
+                await hub.publish(make_event(event_id, 10))
+                if event_id % 3 == 0:
+                    assert len(await sub.read(10 * FRAME_BYTES)) == 3 * FRAME_BYTES
+
+            assert sub.closed_reason is None
+            assert sub.buffered_bytes == 0
+
+    run(scenario)
+
+
+def test_every_stream_shares_one_encoded_frame_per_event() -> None:
+    calls: list[int] = []
+
+    def counting_encode(event: Event) -> bytes:
+        calls.append(event.id)
+        return encode(event)
+
+    async def scenario() -> None:
+        hub = Hub(encode=counting_encode)
+        async with (
+            hub.subscribe(staff_id=1, active_group_ids=[10]) as one,
+            hub.subscribe(staff_id=2, active_group_ids=[10], ogs_group_ids=[7]) as two,
+        ):
+            await hub.publish(make_event(1, 10, ogs_group_id=7))
+
+            first, second = await one.read(FRAME_BYTES), await two.read(FRAME_BYTES)
+
+            assert first is second
+            assert first == encode(make_event(1, 10))
+            assert calls == [1]
+
+    run(scenario)
+
+
+def test_read_joins_the_buffered_frames_up_to_max_bytes_and_returns_empty_once_closed() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            for event_id in range(1, 6):
+                await hub.publish(make_event(event_id, 10))
+
+            async with asyncio.timeout(WAIT_SECONDS):
+                two = await sub.read(2 * FRAME_BYTES + 50)
+                rest = await sub.read(10 * FRAME_BYTES)
+                sub.close("shutdown")
+                after_close = await sub.read(10 * FRAME_BYTES)
+
+            assert two == encode(make_event(1)) + encode(make_event(2))
+            assert rest.count(b"student_checkin") == 3
+            assert after_close == b""
+
+    run(scenario)
+
+
+def test_a_frame_larger_than_max_bytes_is_still_read_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(SIZES, 1, 5000)
+
+    async def scenario() -> None:
+        hub = make_hub()
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            await hub.publish(make_event(1, 10))
+            await hub.publish(make_event(2, 10))
+
+            async with asyncio.timeout(WAIT_SECONDS):
+                first = await sub.read(1000)
+
+            assert len(first) == 5000
+
+    run(scenario)
+
+
+# Retention by age at replay time
+
+
+def test_an_id_whose_next_event_is_older_than_the_retention_gets_resync_from_the_ring() -> None:
+    now = datetime.now(UTC)
+
+    async def scenario() -> None:
+        hub = make_hub(retention_seconds=2, clock=lambda: now)
+        for event_id in (1, 2, 3):
+            await hub.publish(make_event(event_id, 10, at=now - timedelta(seconds=3)))
+        for event_id in (4, 5):
+            await hub.publish(make_event(event_id, 10, at=now))
+
+        async with (
+            hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=1) as too_old,
+            hub.subscribe(staff_id=2, active_group_ids=[10], last_event_id=3) as recent,
+        ):
+            resync = await next_event(too_old)
+
+            assert (resync.type, resync.id) == (EventType.RESYNC, 5)
+            assert await take(recent, 2) == [4, 5]
+            assert hub.stats().resyncs == 1
+
+    run(scenario)
+
+
+# Limits
+
+
+def test_a_stream_beyond_the_per_staff_limit_closes_that_staff_members_oldest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        hub = make_hub(max_streams_per_staff=2)
+        async with (
+            hub.subscribe(staff_id=1, active_group_ids=[10]) as oldest,
+            hub.subscribe(staff_id=2, active_group_ids=[10]) as colleague,
+            hub.subscribe(staff_id=1, active_group_ids=[10]) as second,
+            hub.subscribe(staff_id=1, active_group_ids=[10]) as newest,
+        ):
+            await hub.publish(make_event(1, 10))
+
+            assert await drain(oldest) == []
+            assert oldest.closed_reason == "too_many_streams"
+            assert [await take(s, 1) for s in (colleague, second, newest)] == [[1], [1], [1]]
+            assert hub.stats().total_clients == 3
+
+    with caplog.at_level(logging.WARNING, logger="edge_bridge.hub"):
+        run(scenario)
+    assert caplog.messages == [
+        "SSE client closed reason=too_many_streams user_id=1 open_streams=2 limit=2"
+    ]
+
+
+def test_the_hub_is_full_at_max_streams_and_has_room_again_when_one_closes() -> None:
+    async def scenario() -> None:
+        hub = make_hub(max_streams=2)
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]):
+            async with hub.subscribe(staff_id=2, active_group_ids=[10]):
+                full = hub.is_full()
+            after_one_closed = hub.is_full()
+
+        assert (full, after_one_closed) == (True, False)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(("missed", "resyncs"), [(3, 0), (4, 1)])
+def test_a_replay_from_the_ring_beyond_the_replay_limit_is_one_resync(
+    missed: int, resyncs: int
+) -> None:
+    async def scenario() -> None:
+        hub = make_hub(replay_limit=3)
+        for event_id in range(1, missed + 1):
+            await hub.publish(make_event(event_id, 10))
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=0) as sub:
             first = await next_event(sub)
-            rest = sub.drain_nowait()
 
-            assert [first.id, *(e.id for e in rest)] == [1, 2, 3]
-            assert sub.drain_nowait() == []
+            assert first.type == (EventType.RESYNC if resyncs else EventType.STUDENT_CHECKIN)
+            assert hub.stats().resyncs == resyncs
+
+    run(scenario)
+
+
+def test_a_reconnect_storm_reads_the_history_a_few_at_a_time_and_every_client_replays() -> None:
+    async def scenario() -> None:
+        log = [make_event(event_id, 10) for event_id in range(1, 11)]
+        history = FakeHistory(log)
+        hub = make_hub(ring_size=2, history=history)
+        for event in log:
+            await hub.publish(event)
+        reading, most_at_once = 0, 0
+        release, all_busy = asyncio.Event(), asyncio.Event()
+
+        async def slow_read() -> None:
+            nonlocal reading, most_at_once
+            reading += 1
+            most_at_once = max(most_at_once, reading)
+            if reading == HUB_HISTORY_READS_AT_ONCE:
+                all_busy.set()
+            await release.wait()
+            reading -= 1
+
+        history.before_read = slow_read
+
+        async def reconnect(staff_id: int) -> list[int]:
+            async with hub.subscribe(
+                staff_id=staff_id, active_group_ids=[10], last_event_id=4
+            ) as sub:
+                return await take(sub, 6)
+
+        clients = [asyncio.create_task(reconnect(staff_id)) for staff_id in range(1, 51)]
+        async with asyncio.timeout(WAIT_SECONDS):
+            await all_busy.wait()
+            for _ in range(10):  # let any read that could start, start
+                await asyncio.sleep(0)
+            waiting = history.calls
+            release.set()
+            replayed = await asyncio.gather(*clients)
+
+        assert waiting == HUB_HISTORY_READS_AT_ONCE
+        assert most_at_once == HUB_HISTORY_READS_AT_ONCE
+        assert history.calls == 50
+        assert replayed == [[5, 6, 7, 8, 9, 10]] * 50
 
     run(scenario)

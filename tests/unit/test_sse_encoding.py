@@ -49,12 +49,6 @@ def test_an_event_frame_has_id_event_and_one_line_of_envelope_json() -> None:
     )
 
 
-def test_the_same_event_is_encoded_once_and_its_bytes_shared() -> None:
-    event = make_event(900_002)
-
-    assert encode_event(event) is encode_event(event)
-
-
 def test_a_resync_reusing_an_event_id_gets_its_own_frame() -> None:
     published = make_event(900_003)
     encode_event(published)
@@ -66,12 +60,23 @@ def test_a_resync_reusing_an_event_id_gets_its_own_frame() -> None:
     assert encode_event(published).decode().startswith("id: 900003\nevent: student_checkin\n")
 
 
-def test_another_event_with_a_cached_id_is_not_served_the_cached_bytes() -> None:
+def test_events_with_the_same_id_are_encoded_from_their_own_content() -> None:
     encode_event(make_event(900_004, name="Max Muster"))  # e.g. another app in this process
 
     frame = encode_event(make_event(900_004, name="Erika Muster"))
 
     assert b"Erika Muster" in frame
+
+
+def test_the_hub_streams_the_frames_of_this_encoder() -> None:
+    async def scenario() -> bytes:
+        hub = Hub(encode=encode_event)
+        async with hub.subscribe(staff_id=1, active_group_ids=[123]) as sub:
+            await hub.publish(make_event(900_005))
+            async with asyncio.timeout(2):
+                return await sub.read(65_536)
+
+    assert asyncio.run(scenario()) == encode_event(make_event(900_005))
 
 
 def test_theconnected_frame_follows_a_retry_frame_and_carries_the_resume_id() -> None:
@@ -129,7 +134,7 @@ def _subscription(hub: Hub) -> Subscription:
 
 
 def test_server_shutdown_closes_the_attached_subscription() -> None:
-    hub = Hub()
+    hub = Hub(encode=encode_event)
     shutdown = StreamShutdown()
     sub = _subscription(hub)
     shutdown.attach(sub)
@@ -141,7 +146,7 @@ def test_server_shutdown_closes_the_attached_subscription() -> None:
 
 
 def test_a_stream_that_starts_after_shutdown_began_is_closed_at_once() -> None:
-    hub = Hub()
+    hub = Hub(encode=encode_event)
     shutdown = StreamShutdown()
     shutdown.set()
     sub = _subscription(hub)
