@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,16 +13,24 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import sse
-from api.ratelimit import SlidingWindowLimiter
-from api.routes import auth, devices, directory, groups, health, me, ogs
+from api.headers import SecurityHeadersMiddleware
+from api.ratelimit import LoginLimits
+from api.routes import (
+    attendance,
+    auth,
+    devices,
+    directory,
+    groups,
+    health,
+    me,
+    occupancy,
+    ogs,
+)
 from edge_bridge.bridge import Bridge
 from edge_bridge.config import Settings
 from edge_bridge.errors import EdgeBridgeError
-from edge_bridge.tuning import (
-    LOGIN_FAILURES_PER_ADDRESS,
-    LOGIN_FAILURES_PER_EMAIL,
-    LOGIN_WINDOW_SECONDS,
-)
+from edge_bridge.refresh_tokens import PruneSchedule
+from edge_bridge.tuning import REFRESH_TOKEN_PRUNE_INTERVAL_SECONDS
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -60,7 +67,7 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
-    bridge = Bridge(settings, mqtt=mqtt)
+    bridge = Bridge(settings, mqtt=mqtt, encode=sse.encode_event)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,14 +87,11 @@ def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
     app.state.presence = bridge.presence
     app.state.directory = bridge.directory
     app.state.ingest_healthy = bridge.ingest_healthy
-    app.state.login_limiters = SimpleNamespace(
-        by_email=SlidingWindowLimiter(
-            limit=LOGIN_FAILURES_PER_EMAIL, window_seconds=LOGIN_WINDOW_SECONDS
-        ),
-        by_address=SlidingWindowLimiter(
-            limit=LOGIN_FAILURES_PER_ADDRESS, window_seconds=LOGIN_WINDOW_SECONDS
-        ),
-    )
+    app.state.login_limiters = LoginLimits()
+    app.state.refresh_prune = PruneSchedule(REFRESH_TOKEN_PRUNE_INTERVAL_SECONDS)
+    # Pure ASGI (no BaseHTTPMiddleware): it adds headers to the response start and passes
+    # every body chunk through untouched, so event streams are neither buffered nor broken.
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_exception_handler(EdgeBridgeError, _core_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     for router in (
@@ -98,6 +102,8 @@ def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
         devices.router,
         directory.router,
         ogs.router,
+        attendance.router,
+        occupancy.router,
         sse.router,
     ):
         app.include_router(router)

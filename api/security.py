@@ -3,12 +3,19 @@
 Tokens are accepted from `Authorization: Bearer`, the `access_token` cookie and the `token`
 query parameter, in that order. Failures are 401 (no/bad token) or 403 (not staff) raised
 in a dependency, so the SSE endpoint answers before any stream starts.
+
+CSRF: a browser sends the cookie along with any request, including one a foreign page
+makes it send. A state-changing request (POST, PUT, PATCH, DELETE) authenticated by the
+cookie must therefore come with an `Origin` (or, without one, a `Referer`) equal to the
+request's own origin, else 403. A bearer header cannot be sent cross-site without the
+page holding the token, so header-authenticated requests are not checked.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, status
 
@@ -17,6 +24,8 @@ from edge_bridge.tokens import TokenClaims, TokenError, decode_token
 
 logger = logging.getLogger(__name__)
 ACCESS_COOKIE = "access_token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +64,79 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "-"
 
 
+def normalized_origin(url: str) -> str | None:
+    """`scheme://host[:port]` of a URL, without a default port; None when it has none."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    shown_port = "" if port in (None, _DEFAULT_PORTS[scheme]) else f":{port}"
+    return f"{scheme}://{host}{shown_port}"
+
+
+def _first(value: str | None) -> str | None:
+    """The first of a comma-separated header's values (the one the nearest proxy set)."""
+    return (value.split(",", 1)[0].strip() or None) if value else None
+
+
+def own_origin(request: Request) -> str | None:
+    """The origin the client addressed: X-Forwarded-Proto/-Host when a proxy set them.
+
+    A page on another site cannot add these headers to a request it makes a browser send
+    (they are not CORS-safelisted, and this app answers no preflight), so they cannot be
+    used to make a cross-site request look same-origin.
+    """
+    headers = request.headers
+    scheme = _first(headers.get("x-forwarded-proto")) or request.url.scheme
+    host = _first(headers.get("x-forwarded-host")) or headers.get("host", "")
+    return normalized_origin(f"{scheme}://{host}")
+
+
+def check_origin(request: Request, *, required: bool) -> None:
+    """403 unless Origin (else Referer) matches the request's own origin.
+
+    `required=False`: a request with neither header passes (login, logout: no cookie yet,
+    or nothing to protect but the logout itself).
+    """
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if sent is None and not required:
+        return
+    if sent is None:
+        reason, detail = "missing_origin", "no Origin or Referer header"
+    elif normalized_origin(sent) is None or normalized_origin(sent) != own_origin(request):
+        reason, detail = "origin_mismatch", "Origin does not match this site"
+    else:
+        return
+    logger.warning(
+        "Cross-site request refused reason=%s method=%s path=%s client=%s",
+        reason,
+        request.method,
+        request.url.path,
+        _client(request),
+    )
+    raise HTTPException(
+        status.HTTP_403_FORBIDDEN,
+        detail=(
+            f"Cross-site request refused: {detail} (a request authenticated by the "
+            "access_token cookie must come from this site; API clients send "
+            "Authorization: Bearer instead)"
+        ),
+    )
+
+
 def verify_request_token(request: Request, secret: str) -> TokenClaims:
-    """The claims of the request's access token; 401 (logged without the token) otherwise."""
+    """The claims of the request's access token; 401 (logged without the token) otherwise.
+
+    A state-changing request authenticated by the cookie is checked for CSRF first (403).
+    """
     token, source = token_from_request(request)
+    if source == "cookie" and request.method in UNSAFE_METHODS:
+        check_origin(request, required=True)
     if token is None:
         logger.info(
             "Auth refused reason=missing_token source=%s path=%s client=%s",

@@ -7,20 +7,35 @@ stops start-up with one line naming the variable and the value.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
+import stat
+from collections import Counter
+from datetime import time
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_bridge.errors import ConfigError
+from edge_bridge.tuning import SSE_SEND_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SECRET_FILE = Path("data/jwt_secret")
+# JWT_SECRET rules (README "Security"): at least this long, without the placeholder of
+# .env.example, with this many distinct characters and this many bits by a Shannon estimate
+# (length x the entropy of its own character frequencies). `secrets.token_urlsafe(32)`,
+# `openssl rand -base64 32` and `openssl rand -hex 32` pass with a wide margin; a 32-character
+# hex string (128 bits at best, ~120 by the estimate) and any word or repeated pattern fail.
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT_CHARS = 10
+MIN_SECRET_ENTROPY_BITS = 128.0
+SECRET_PLACEHOLDER = "change-me"
 # Below this, SSE_CLIENT_BUFFER is most likely an old event count (it used to be 64 events).
 MIN_SSE_CLIENT_BUFFER_BYTES = 16_384
 _BYTE_UNITS = {
@@ -54,6 +69,8 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=30, gt=0)
     # Bytes of events a stream may hold unsent before it counts as slow (CONTRACT §8).
     sse_client_buffer: int = 1_048_576
+    # A send to a stream that waits longer than this closes it: its client stopped reading.
+    sse_send_timeout_seconds: float = Field(default=SSE_SEND_TIMEOUT_SECONDS, gt=0)
     sse_max_streams_per_staff: int = Field(default=10, ge=1)  # the oldest is closed beyond
     sse_max_streams: int = Field(default=20_000, ge=1)  # in this process; beyond: 503
     sse_replay_limit: int = Field(
@@ -65,7 +82,24 @@ class Settings(BaseSettings):
     # broker's session expiry: no redelivery can come later).
     processed_scan_retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     ingest_queue_size: int = Field(default=10_000, ge=1)  # messages waiting for the worker
+    # The school's time zone: "today", the attendance record and DAY_END are local to it.
+    school_timezone: str = "Europe/Berlin"
+    day_end: time = time(18, 0)  # open visits are closed then (auto_checkout), local time
     log_level: LogLevel = "INFO"
+
+    @field_validator("school_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = "must be an IANA time zone such as Europe/Berlin"
+            raise ValueError(msg) from None
+        return value
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.school_timezone)
 
     @field_validator("sse_client_buffer", mode="before")
     @classmethod
@@ -178,26 +212,76 @@ def redact_url(url: str) -> str:
 
 
 def load_settings(*, secret_file: Path = DEFAULT_SECRET_FILE, **overrides: object) -> Settings:
-    """Build settings from the environment, `.env` and overrides; fill in a missing JWT secret."""
+    """Build settings from the environment, `.env` and overrides; fill in a missing JWT secret.
+
+    A weak `JWT_SECRET` (or secret file) stops start-up with a ConfigError that names it and
+    says why, never showing the value.
+    """
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
     if not settings.jwt_secret:
         settings.jwt_secret = _load_or_create_secret(secret_file)
-    elif len(settings.jwt_secret) < 32:
-        msg = "Config JWT_SECRET is too short: use at least 32 characters"
+    elif problem := secret_weakness(settings.jwt_secret):
+        msg = (
+            f"Config JWT_SECRET is refused: {problem}; generate one with "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
         raise ConfigError(msg)
     return settings
 
 
+def secret_entropy_bits(secret: str) -> float:
+    """Shannon estimate of the whole string: length x entropy of its character frequencies."""
+    if not secret:
+        return 0.0
+    counts = Counter(secret).values()
+    per_char = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts)
+    return per_char * len(secret)
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Why `secret` is too weak to sign tokens with, or None when it is fine."""
+    if SECRET_PLACEHOLDER in secret.lower():
+        return "it still contains the CHANGE-ME placeholder of .env.example"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"too short: use at least {MIN_SECRET_LENGTH} characters"
+    if len(set(secret)) < MIN_SECRET_DISTINCT_CHARS:
+        return f"too few distinct characters (fewer than {MIN_SECRET_DISTINCT_CHARS})"
+    if secret_entropy_bits(secret) < MIN_SECRET_ENTROPY_BITS:
+        return (
+            f"too little entropy (below {MIN_SECRET_ENTROPY_BITS:.0f} bits by a Shannon estimate)"
+        )
+    return None
+
+
 def _load_or_create_secret(path: Path) -> str:
     if path.exists():
-        return path.read_text().strip()
+        return _read_secret_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(secret + "\n")
     logger.warning("JWT_SECRET not set: generated a new one path=%s", path)
+    return secret
+
+
+def _read_secret_file(path: Path) -> str:
+    """The generated secret, refused when others may read it or it is too short or weak."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        msg = (
+            f"Config JWT_SECRET file {path} is readable by group or others (mode {mode:04o}): "
+            f"run `chmod 600 {path}`"
+        )
+        raise ConfigError(msg)
+    secret = path.read_text().strip()
+    if problem := secret_weakness(secret):
+        msg = (
+            f"Config JWT_SECRET file {path} is refused: {problem}; delete it to have a new "
+            "one generated (everyone logs in again) or set JWT_SECRET"
+        )
+        raise ConfigError(msg)
     return secret

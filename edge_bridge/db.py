@@ -34,7 +34,12 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for any SQLAlchemy URL; SQLite files get their directory and pragmas."""
+    """An engine for any SQLAlchemy URL; SQLite files get their directory and pragmas.
+
+    `hide_parameters`: a database error's message and traceback leave out the bound values
+    (tags, names, password hashes), so no log line carries them.
+    """
+    kwargs["hide_parameters"] = True
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":

@@ -1,4 +1,8 @@
-"""JWT access and refresh tokens (HS256, PyJWT): issue and decode, nothing HTTP-specific."""
+"""JWT access and refresh tokens (HS256, PyJWT): issue and decode, nothing HTTP-specific.
+
+A refresh token also carries `jti` (its own id) and `fam` (the id of the login it descends
+from); `edge_bridge/refresh_tokens.py` records them to rotate tokens and detect reuse.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ _REASONS: dict[type[jwt.InvalidTokenError], str] = {
     jwt.ImmatureSignatureError: "not_yet_valid",
 }
 _MAX_ID_DIGITS = 18  # fits a signed 64-bit database integer
+_MAX_TOKEN_ID_LENGTH = 64  # the refresh_token table's jti and family_id columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,8 @@ class TokenClaims:
     token_type: TokenType
     admin: bool
     expires_at: float
+    jti: str | None = None  # refresh tokens only
+    family_id: str | None = None  # refresh tokens only
 
 
 def issue_token(
@@ -52,6 +59,8 @@ def issue_token(
     token_type: TokenType = "access",
     admin: bool = False,
     now: float | None = None,
+    jti: str | None = None,
+    family_id: str | None = None,
 ) -> str:
     issued = int(time.time() if now is None else now)
     claims: dict[str, object] = {
@@ -62,6 +71,10 @@ def issue_token(
     }
     if admin:
         claims["admin"] = True
+    if jti is not None:
+        claims["jti"] = jti
+    if family_id is not None:
+        claims["fam"] = family_id
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -70,14 +83,29 @@ def _is_staff_id(sub: str) -> bool:
     return sub.isascii() and sub.isdecimal() and len(sub) <= _MAX_ID_DIGITS
 
 
-def decode_token(token: str, *, secret: str, expected_type: TokenType = "access") -> TokenClaims:
-    """Verify signature (HS256 only), expiry and type; raise TokenError with a reason."""
+def _is_token_id(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_TOKEN_ID_LENGTH
+
+
+def decode_token(
+    token: str,
+    *,
+    secret: str,
+    expected_type: TokenType = "access",
+    verify_exp: bool = True,
+) -> TokenClaims:
+    """Verify signature (HS256 only), expiry and type; raise TokenError with a reason.
+
+    A refresh token must carry `jti` and `fam`. `verify_exp=False` is for logout only,
+    which may revoke the family of an expired token.
+    """
+    required = ["sub", "exp", "iat", "typ"]
     try:
         claims = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": ["sub", "exp", "iat", "typ"]},
+            options={"require": required, "verify_exp": verify_exp},
         )
     except jwt.ExpiredSignatureError:
         msg = "token expired"
@@ -93,4 +121,15 @@ def decode_token(token: str, *, secret: str, expected_type: TokenType = "access"
     if not isinstance(sub, str) or not _is_staff_id(sub):
         msg = "subject is not a staff id"
         raise TokenError(msg, reason="bad_subject")
-    return TokenClaims(int(sub), expected_type, claims.get("admin") is True, float(claims["exp"]))
+    jti, family_id = claims.get("jti"), claims.get("fam")
+    if expected_type == "refresh" and not (_is_token_id(jti) and _is_token_id(family_id)):
+        msg = "refresh token without a valid jti and fam"
+        raise TokenError(msg, reason="missing_claim")
+    return TokenClaims(
+        int(sub),
+        expected_type,
+        claims.get("admin") is True,
+        float(claims["exp"]),
+        jti=jti if _is_token_id(jti) else None,
+        family_id=family_id if _is_token_id(family_id) else None,
+    )

@@ -23,6 +23,12 @@ SSE_RETRY_MS = 1000  # the `retry:` a browser waits before reconnecting
 SSE_SEND_TIMEOUT_SECONDS = 10.0
 EVENT_ID_MAX_DIGITS = 18  # a Last-Event-ID fits a signed 64-bit database integer
 HUB_RING_SIZE = 4096  # recent events kept in memory, so most reconnects read no database
+# Event-log reads for replays at once; a reconnect storm queues behind these instead of
+# running hundreds of reads (each up to SSE_REPLAY_LIMIT + 1 rows) at the same time.
+HUB_HISTORY_READS_AT_ONCE = 4
+SSE_WRITE_CHUNK_BYTES = 65_536  # a stream that fell behind sends its backlog in writes this big
+# `Retry-After` of the 503 when SSE_MAX_STREAMS streams are open in this process.
+SSE_FULL_RETRY_AFTER_SECONDS = 10
 
 # --- MQTT ingest ----------------------------------------------------------------------------
 MQTT_SESSION_EXPIRY_SECONDS = 7 * 24 * 3600  # scans wait this long for a bridge that is down
@@ -31,6 +37,17 @@ MQTT_KEEPALIVE_SECONDS = 30
 MQTT_RECONNECT_MIN_SECONDS = 1
 MQTT_RECONNECT_MAX_SECONDS = 30
 INGEST_MAX_BATCH = 500  # scans per write transaction
+# A transient database error (connection lost, lock timeout, serialization failure) leaves
+# the batch unacknowledged and retries it after this delay, doubling up to the maximum.
+INGEST_RETRY_MIN_SECONDS = 0.1
+INGEST_RETRY_MAX_SECONDS = 5.0
+# A repeated scan_id whose reader ts is further than this from the first one's is a new
+# scan (a reader whose counter restarted), not a redelivery (which repeats the same ts).
+SCAN_ID_REUSE_TS_TOLERANCE_SECONDS = 5.0
+# Ingest warnings (rejections, dropped QoS 0 scans): one line per device and reason per
+# window; the next line says how many were suppressed. At most this many keys are tracked.
+INGEST_LOG_WINDOW_SECONDS = 60.0
+INGEST_LOG_MAX_KEYS = 10_000
 
 # --- Background jobs ----------------------------------------------------------------------
 PRUNE_INTERVAL_MAX_SECONDS = 300.0  # event log and processed scans; shorter for short retention
@@ -45,4 +62,14 @@ DEVICE_RELOAD_ON_MISS_SECONDS = (
 # --- Login limits -------------------------------------------------------------------------
 LOGIN_WINDOW_SECONDS = 300.0
 LOGIN_FAILURES_PER_EMAIL = 10
-LOGIN_FAILURES_PER_ADDRESS = 50
+LOGIN_FAILURES_PER_ADDRESS = 50  # an IPv4 address or an IPv6 /64
+# A known address (it logged in as that email before) skips both limits above and has one
+# of its own, per (email, address): a staff member at a shared NAT an attacker fills up.
+LOGIN_FAILURES_PER_KNOWN_ADDRESS = 10
+LOGIN_KNOWN_ADDRESSES_MAX = 10_000  # (email, address) pairs remembered, least recent go first
+LOGIN_KNOWN_ADDRESS_TTL_SECONDS = 30 * 24 * 3600.0
+LOGIN_LIMITER_MAX_KEYS = 10_000  # per limiter; keys over their limit are kept beyond it
+
+# --- Refresh tokens -----------------------------------------------------------------------
+# Expired refresh_token rows are deleted on a login at most this often.
+REFRESH_TOKEN_PRUNE_INTERVAL_SECONDS = 600.0

@@ -24,6 +24,8 @@ from edge_bridge.importer import import_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHOOL = FIXTURES / "school.json"
+# Passes the JWT_SECRET rules (edge_bridge/config.py): random, 64 URL-safe characters.
+TEST_JWT_SECRET = "tVq3-9hXkR2mZpL0wYc7_AeNf4sUbG8jDi6oTr1KvHxQ5nEyWz_aMgBlCdPuSJ-F"
 POSTGRES_ADMIN_URL = os.environ.get("EDGE_TEST_POSTGRES_URL")
 
 
@@ -32,7 +34,8 @@ def _postgres_database(prefix: str, *, template: str | None = None) -> Iterator[
     """A fresh database on the test server: (name, URL); dropped afterwards."""
     assert POSTGRES_ADMIN_URL is not None
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # pre-ping: a test may restart the server (test_ingest_outage) under a pooled connection
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     copy = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"{copy}')
@@ -104,7 +107,7 @@ def settings_factory(tmp_path: Path, database_url: str) -> Callable[..., Setting
         values: dict[str, object] = {
             "database_url": database_url,
             "mqtt_topic_prefix": prefix,
-            "jwt_secret": "x" * 48,
+            "jwt_secret": TEST_JWT_SECRET,
             "port": 0,
         }
         values.update(overrides)

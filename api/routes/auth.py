@@ -1,7 +1,10 @@
-"""`POST /api/auth/login` and `POST /api/auth/refresh`: JWTs for staff.
+"""`POST /api/auth/login`, `/refresh` and `/logout`: JWTs for staff.
 
-Login attempts are limited per email and per client address (`app.state.login_limiters`);
-over the limit the answer is 429 with `Retry-After`, before any password is checked.
+Login failures are limited per email and per client address (api/ratelimit.py, README
+"Security"); over a limit the answer is 429 with `Retry-After`, before any password is
+checked. Each refresh rotates the refresh token (edge_bridge/refresh_tokens.py): the answer
+carries the next one, and presenting a used one again revokes every token of that login.
+Logout revokes the login's refresh tokens and drops the access cookie.
 """
 
 from __future__ import annotations
@@ -15,16 +18,24 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import SettingsDep
+from api.ratelimit import Attempt, Refusal, address_bucket
 from api.schemas import ErrorOut, LoginIn, RefreshIn, TokenOut
-from api.security import ACCESS_COOKIE, token_from_request
+from api.security import ACCESS_COOKIE, check_origin
+from edge_bridge import refresh_tokens
+from edge_bridge.config import Settings
 from edge_bridge.models import Staff
 from edge_bridge.passwords import verify_password
-from edge_bridge.tokens import TokenError, decode_token, issue_token
+from edge_bridge.tokens import TokenClaims, TokenError, decode_token, issue_token
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/auth", tags=["auth"])
-_ERRORS = {401: {"model": ErrorOut}, 422: {"model": ErrorOut}, 429: {"model": ErrorOut}}
+_ERRORS = {
+    401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+    429: {"model": ErrorOut},
+}
 
 
 def _set_cookie(response: Response, token: str, ttl: int, request: Request) -> None:
@@ -39,25 +50,26 @@ def _set_cookie(response: Response, token: str, ttl: int, request: Request) -> N
     )
 
 
-def _check_rate(request: Request, email: str) -> None:
-    """429 while the email or the client address is over its limit; else count this attempt."""
-    limiters = request.app.state.login_limiters
-    client = request.client.host if request.client else "-"
-    keyed = ((limiters.by_email, email, "email"), (limiters.by_address, client, "address"))
-    waits = [(limiter.retry_after(key), kind) for limiter, key, kind in keyed]
-    wait, kind = max(waits)
-    if wait > 0:
-        seconds = math.ceil(wait)
-        logger.warning(
-            "Login rate limited limit=%s client=%s retry_after_s=%d", kind, client, seconds
-        )
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"Too many login attempts; try again in {seconds} s",
-            headers={"Retry-After": str(seconds)},
-        )
-    for limiter, key, _kind in keyed:
-        limiter.hit(key)
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+def _admit(request: Request, email: str) -> Attempt:
+    """The attempt, counted as a failure until it succeeds; 429 while over a limit."""
+    client = _client(request)
+    decision = request.app.state.login_limiters.admit(email, address_bucket(client))
+    if isinstance(decision, Attempt):
+        return decision
+    assert isinstance(decision, Refusal)
+    seconds = math.ceil(decision.retry_after)
+    logger.warning(
+        "Login rate limited limit=%s client=%s retry_after_s=%d", decision.limit, client, seconds
+    )
+    raise HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        detail=f"Too many login attempts; try again in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 def _find_staff(engine: Engine, email: str, password: str) -> Staff | None:
@@ -68,53 +80,102 @@ def _find_staff(engine: Engine, email: str, password: str) -> Staff | None:
     return staff if matches else None
 
 
+def _start_login(engine: Engine, staff: Staff, settings: Settings, *, prune: bool) -> str:
+    """The first refresh token of a new login; expired ones are deleted first when `prune`."""
+    if prune:
+        pruned = refresh_tokens.prune_expired(engine)
+        logger.info("Expired refresh tokens deleted count=%d", pruned)
+    issued = refresh_tokens.issue(
+        engine, staff.id, secret=settings.jwt_secret, ttl_seconds=settings.jwt_refresh_ttl
+    )
+    return issued.token
+
+
 @router.post("/login", response_model=TokenOut, responses=_ERRORS)
 async def login(
     body: LoginIn, request: Request, response: Response, settings: SettingsDep
 ) -> TokenOut:
+    check_origin(request, required=False)
     email = body.email.lower()
+    engine = request.app.state.engine
     # On the event loop, so checking and counting an attempt is one step even under a burst.
-    _check_rate(request, email)
-    staff = await run_in_threadpool(_find_staff, request.app.state.engine, email, body.password)
+    attempt = _admit(request, email)
+    staff = await run_in_threadpool(_find_staff, engine, email, body.password)
     if staff is None:
-        logger.info("Login failed reason=bad_credentials")
+        logger.info("Login failed reason=bad_credentials client=%s", _client(request))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Wrong email or password")
-    request.app.state.login_limiters.by_email.reset(email)
-    secret = settings.jwt_secret
+    request.app.state.login_limiters.succeeded(attempt)
+    prune = request.app.state.refresh_prune.due()
+    refresh = await run_in_threadpool(_start_login, engine, staff, settings, prune=prune)
     access = issue_token(
-        staff.id, secret=secret, ttl_seconds=settings.jwt_access_ttl, admin=staff.admin
-    )
-    refresh = issue_token(
-        staff.id, secret=secret, ttl_seconds=settings.jwt_refresh_ttl, token_type="refresh"
+        staff.id, secret=settings.jwt_secret, ttl_seconds=settings.jwt_access_ttl, admin=staff.admin
     )
     _set_cookie(response, access, settings.jwt_access_ttl, request)
     logger.info("Login succeeded staff_id=%s", staff.id)
     return TokenOut(access_token=access, refresh_token=refresh, expires_in=settings.jwt_access_ttl)
 
 
-@router.post("/refresh", response_model=TokenOut, responses=_ERRORS)
-def refresh(
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    settings: SettingsDep,
-    body: Annotated[RefreshIn | None, Body()] = None,
-) -> TokenOut:
-    token = body.refresh_token if body else token_from_request(request)[0]
+def _refresh_claims(token: str | None, settings: Settings, *, verify_exp: bool) -> TokenClaims:
     if not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Refresh token missing")
     try:
-        claims = decode_token(token, secret=settings.jwt_secret, expected_type="refresh")
+        return decode_token(
+            token, secret=settings.jwt_secret, expected_type="refresh", verify_exp=verify_exp
+        )
     except TokenError as exc:
         logger.warning("Refresh refused reason=%s", exc.reason)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, detail=f"Invalid refresh token: {exc}"
         ) from None
-    staff = session.get(Staff, claims.staff_id)
+
+
+@router.post("/refresh", response_model=TokenOut, responses=_ERRORS)
+def refresh(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    body: Annotated[RefreshIn | None, Body()] = None,
+) -> TokenOut:
+    """The next access token (and cookie) and the next refresh token; the old one is used up."""
+    claims = _refresh_claims(body.refresh_token if body else None, settings, verify_exp=True)
+    engine = request.app.state.engine
+    with Session(engine) as session:
+        staff = session.get(Staff, claims.staff_id)
     if staff is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Not a staff member")
+    try:
+        rotated = refresh_tokens.rotate(engine, claims, secret=settings.jwt_secret)
+    except refresh_tokens.RefreshRefused as exc:
+        logger.warning("Refresh refused reason=%s staff_id=%s", exc.reason, claims.staff_id)
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, detail=f"Invalid refresh token: {exc}"
+        ) from None
     access = issue_token(
         staff.id, secret=settings.jwt_secret, ttl_seconds=settings.jwt_access_ttl, admin=staff.admin
     )
     _set_cookie(response, access, settings.jwt_access_ttl, request)
-    return TokenOut(access_token=access, expires_in=settings.jwt_access_ttl)
+    return TokenOut(
+        access_token=access, refresh_token=rotated.token, expires_in=settings.jwt_access_ttl
+    )
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+def logout(
+    request: Request,
+    settings: SettingsDep,
+    body: Annotated[RefreshIn | None, Body()] = None,
+) -> Response:
+    """Revokes the login of the refresh token in the body (if any); drops the access cookie.
+
+    So a shared tablet forgets the login, and a copied refresh token stops working. An
+    access token the client kept elsewhere stays valid until it expires (JWT_ACCESS_TTL).
+    """
+    check_origin(request, required=False)
+    if body is not None:
+        claims = _refresh_claims(body.refresh_token, settings, verify_exp=False)
+        assert claims.family_id is not None  # decode_token checked
+        revoked = refresh_tokens.revoke_family(request.app.state.engine, claims.family_id)
+        logger.info("Logout staff_id=%s revoked_tokens=%d", claims.staff_id, revoked)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(ACCESS_COOKIE, path="/", httponly=True, samesite="strict")
+    return response

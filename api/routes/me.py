@@ -1,14 +1,13 @@
-"""`GET /api/me`: the signed-in staff member and their groups; `POST /api/auth/logout`."""
+"""`GET /api/me`: the signed-in staff member and their groups (logout: api/routes/auth.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter
 from sqlmodel import Session, col, select
 
 from api.deps import CurrentStaff, SessionDep
 from api.routes.groups import list_groups
 from api.schemas import ErrorOut, MePublic, OgsGroupPublic
-from api.security import ACCESS_COOKIE
 from edge_bridge.models import OgsGroup, OgsGroupLeader, Room
 
 router = APIRouter(prefix="/api", tags=["me"])
@@ -46,14 +45,3 @@ def get_me(staff: CurrentStaff, session: SessionDep) -> MePublic:
         active_groups=list_groups(session, staff_id=staff.staff_id),
         ogs_groups=led_groups(session, staff.staff_id),
     )
-
-
-@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
-def logout() -> Response:
-    """Deletes the `access_token` cookie, so a shared tablet forgets the login.
-
-    Tokens are stateless: one the client kept elsewhere stays valid until it expires.
-    """
-    response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    response.delete_cookie(ACCESS_COOKIE, path="/", httponly=True, samesite="strict")
-    return response

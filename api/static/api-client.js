@@ -4,6 +4,12 @@
  * Keeps the access and refresh tokens in sessionStorage (one browser tab = one login), sends
  * `Authorization: Bearer …` on every call, and on a 401 refreshes the access token once
  * (one refresh at a time, shared by all callers) and repeats the call.
+ *
+ * Refresh tokens rotate: every refresh answers with the next one, which replaces the old one
+ * (the server refuses a used one and then ends the whole login, so two refreshes must never
+ * send the same token: hence the one shared refresh). Login and refresh also set the HttpOnly
+ * `access_token` cookie the event stream authenticates with. `logout()` revokes the login on
+ * the server (its refresh token) and drops the cookie.
  */
 
 import { errorDetail } from './format.js';
@@ -66,8 +72,25 @@ export class ApiClient {
     return body;
   }
 
-  /** Forgets the tokens. */
-  logout() {
+  /**
+   * Forgets the tokens at once, then asks the server to revoke the login's refresh token and
+   * drop the HttpOnly cookie (out of reach of scripts). Resolves when the server answered or
+   * could not be reached; never throws.
+   */
+  async logout() {
+    const refreshToken = this.refreshToken;
+    this.#forget();
+    try {
+      await this.#send('/api/auth/logout', {
+        method: 'POST',
+        body: refreshToken ? { refresh_token: refreshToken } : undefined,
+      });
+    } catch {
+      // Offline or already revoked: the tokens are gone here, the rest expires by itself.
+    }
+  }
+
+  #forget() {
     this.#storage.removeItem(ACCESS_KEY);
     this.#storage.removeItem(REFRESH_KEY);
   }
@@ -158,7 +181,7 @@ export class ApiClient {
 
   #loseAuth() {
     const hadLogin = this.isLoggedIn || Boolean(this.refreshToken);
-    this.logout();
+    this.#forget();
     if (hadLogin) this.#onAuthLost();
   }
 }

@@ -1,10 +1,20 @@
 /**
  * The dashboard's connection to the event stream (`GET /api/sse/events`, contract §5).
  *
+ * Authentication: the same-origin HttpOnly `access_token` cookie, which the browser sends
+ * with the EventSource request by itself. No token ever goes into the stream's URL, so none
+ * reaches a proxy's access or error log. Login and every refresh (`refreshToken`) set the
+ * cookie, and a reconnect that needs a fresh token waits for that refresh to finish.
+ * `getToken` (the access token kept by the page) only tells when the token is about to expire;
+ * `getUserId` (optional) names whom the stream must belong to: the cookie is shared by every
+ * tab of the browser, so after another login in another tab the `connected` frame may name
+ * someone else, and the stream then refreshes this tab's login (which resets the cookie) and
+ * reconnects.
+ *
  * Intentional divergence from the browser's own reconnect: on every `error` this class closes
- * the native EventSource and opens a new one itself. Only a new URL can carry a fresh token and
- * the last event id (an EventSource cannot set headers), and only our own timer gives the
- * dashboard a bounded backoff (1 s, 2 s, 4 s, 8 s, 16 s) and a final `failed` state.
+ * the native EventSource and opens a new one itself. Only a new connection can carry the last
+ * event id and a refreshed cookie, and only our own timer gives the dashboard a bounded backoff
+ * (1 s, 2 s, 4 s, 8 s, 16 s) and a final `failed` state.
  *
  * Statuses: `idle` (not yet open, or stopped) → `connected` → `reconnecting` → `failed`.
  */
@@ -17,6 +27,8 @@ export const EVENT_TYPES = Object.freeze([
   'activity_start',
   'activity_end',
   'activity_update',
+  'device_status',
+  'occupancy',
   'resync',
 ]);
 
@@ -35,13 +47,12 @@ export function backoffDelay(attempt, baseDelayMs = 1000) {
   return baseDelayMs * 2 ** Math.max(0, attempt - 1);
 }
 
-/** The stream URL with `last_event_id` and `token` query parameters added when present. */
-export function buildUrl(url, { token = null, lastEventId = null } = {}) {
+/** The stream URL with a `last_event_id` query parameter added when there is one (no token). */
+export function buildUrl(url, { lastEventId = null } = {}) {
   const params = new URLSearchParams();
   if (lastEventId !== null && lastEventId !== undefined && lastEventId !== '') {
     params.set('last_event_id', String(lastEventId));
   }
-  if (token) params.set('token', token);
   const query = params.toString();
   if (!query) return url;
   const hashAt = url.indexOf('#');
@@ -86,6 +97,14 @@ export class SseParseError extends Error {
   }
 }
 
+/** Reported (through onError) when the stream's cookie belongs to another login. */
+export class SseWrongUserError extends Error {
+  constructor(expected, actual) {
+    super(`Live-Verbindung gehört zu Benutzer ${actual}, erwartet ${expected}; Anmeldung wird erneuert.`);
+    this.name = 'SseWrongUserError';
+  }
+}
+
 /** Reported (through onError) when the browser has no EventSource. */
 export class SseUnsupportedError extends Error {
   constructor() {
@@ -99,6 +118,7 @@ const noop = () => {};
 export class SseClient {
   #url;
   #getToken;
+  #getUserId;
   #refreshToken;
   #onStatus;
   #onEvent;
@@ -126,6 +146,7 @@ export class SseClient {
   constructor({
     url = '/api/sse/events',
     getToken = () => null,
+    getUserId = () => null,
     refreshToken = async () => false,
     onStatus = noop,
     onEvent = noop,
@@ -143,6 +164,7 @@ export class SseClient {
   } = {}) {
     this.#url = url;
     this.#getToken = getToken;
+    this.#getUserId = getUserId;
     this.#refreshToken = refreshToken;
     this.#onStatus = onStatus;
     this.#onEvent = onEvent;
@@ -213,7 +235,7 @@ export class SseClient {
   #open() {
     this.#clearTimer();
     this.#closeSource();
-    const url = buildUrl(this.#url, { token: this.#getToken(), lastEventId: this.#lastEventId });
+    const url = buildUrl(this.#url, { lastEventId: this.#lastEventId });
     let source;
     try {
       source = new this.#EventSource(url);
@@ -272,8 +294,21 @@ export class SseClient {
         return;
       }
     }
+    if (type === 'connected' && this.#isSomeoneElse(payload)) {
+      // Another tab's login replaced the shared cookie: refresh ours, then reconnect.
+      this.#report(new SseWrongUserError(String(this.#getUserId()), String(payload.user_id)));
+      this.#closeSource();
+      this.#scheduleReconnect({ refresh: true });
+      return;
+    }
     this.#call(this.#onEvent, type, payload, event.lastEventId ? String(event.lastEventId) : null);
   };
+
+  #isSomeoneElse(payload) {
+    const expected = this.#getUserId();
+    if (expected === null || expected === undefined || payload?.user_id === undefined) return false;
+    return String(payload.user_id) !== String(expected);
+  }
 
   #handleVisibility = () => {
     const doc = this.#document;

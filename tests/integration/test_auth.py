@@ -218,3 +218,165 @@ def test_login_sets_an_http_only_cookie_refresh_renews_it_and_attempts_are_rate_
     assert other_address.status_code == 200
     assert "Login rate limited limit=email client=203.0.113.1 " in log
     assert "Login rate limited limit=address client=203.0.113.2 " in log
+
+
+YILMAZ_LOGIN = {"email": "yilmaz@example.org", "password": "yilmaz-demo-2"}
+
+
+def _login_from(http: httpx.Client, address: str, login: dict[str, str]) -> httpx.Response:
+    # X-Forwarded-For is trusted from loopback (uvicorn's proxy headers), as from nginx.
+    return http.post("/api/auth/login", json=login, headers={"X-Forwarded-For": address})
+
+
+def test_only_failures_count_and_a_known_address_gets_in_while_the_email_is_attacked(
+    system: System,
+) -> None:
+    http = system.http()
+    wrong = {**YILMAZ_LOGIN, "password": "guess"}
+
+    successes = [_login_from(http, "203.0.113.40", SCHMIDT_LOGIN) for _ in range(60)]
+    from_school = _login_from(http, "203.0.113.20", YILMAZ_LOGIN)  # Frau Yilmaz, before
+    attacker = [_login_from(http, "198.51.100.1", wrong) for _ in range(11)]
+    school_again = _login_from(http, "203.0.113.20", YILMAZ_LOGIN)
+    elsewhere = _login_from(http, "203.0.113.21", YILMAZ_LOGIN)
+    log = system.server.log_text()
+
+    assert [r.status_code for r in successes] == [200] * 60  # above the 50 per address
+    assert from_school.status_code == 200
+    assert [r.status_code for r in attacker] == [401] * 10 + [429]
+    assert school_again.status_code == 200  # known address: not locked out
+    assert elsewhere.status_code == 429  # unknown address: the email limit holds
+    assert "Login rate limited limit=email client=203.0.113.21 " in log
+    assert YILMAZ_LOGIN["password"] not in log
+
+
+def test_ipv6_clients_are_limited_per_64_so_rotating_addresses_does_not_help(
+    system: System,
+) -> None:
+    http = system.http()
+
+    tries = [
+        _login_from(http, f"2001:db8:5:6::{n:x}", {"email": f"n{n}@example.org", "password": "x"})
+        for n in range(51)
+    ]
+    other_prefix = _login_from(http, "2001:db8:5:7::1", SCHMIDT_LOGIN)
+
+    assert [r.status_code for r in tries] == [401] * 50 + [429]
+    assert other_prefix.status_code == 200
+    assert "Login rate limited limit=address client=2001:db8:5:6::32 " in system.server.log_text()
+
+
+def test_refresh_rotates_the_token_and_reuse_revokes_the_whole_login(system: System) -> None:
+    http = system.http()
+    first = http.post("/api/auth/login", json=SCHMIDT_LOGIN).json()["refresh_token"]
+    other_login = http.post("/api/auth/login", json=SCHMIDT_LOGIN).json()["refresh_token"]
+
+    rotated = http.post("/api/auth/refresh", json={"refresh_token": first})
+    second = rotated.json()["refresh_token"]
+    reused = http.post("/api/auth/refresh", json={"refresh_token": first})  # stolen copy
+    after_reuse = http.post("/api/auth/refresh", json={"refresh_token": second})
+    unaffected = http.post("/api/auth/refresh", json={"refresh_token": other_login})
+    log = wait_for_log(system, "Refresh token reused")
+
+    assert rotated.status_code == 200
+    assert set(rotated.json()) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    assert second != first
+    assert (
+        jwt.decode(second, options={"verify_signature": False})["exp"]
+        == jwt.decode(first, options={"verify_signature": False})["exp"]
+    )  # rotation does not lengthen a login
+    assert reused.status_code == 401
+    assert "already used" in reused.json()["detail"]
+    assert after_reuse.status_code == 401  # the whole family went with it
+    assert unaffected.status_code == 200  # another login of the same person stays
+    assert "Refresh token reused: family revoked staff_id=1 revoked_tokens=2" in log
+    assert first not in log and second not in log
+
+
+def test_logout_revokes_the_refresh_token_and_drops_the_cookie(system: System) -> None:
+    http = system.http()
+    tokens = http.post("/api/auth/login", json=SCHMIDT_LOGIN).json()
+
+    logout = http.post("/api/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+    refresh = http.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    bad_logout = http.post("/api/auth/logout", json={"refresh_token": tokens["access_token"]})
+
+    assert logout.status_code == 204
+    assert 'access_token=""' in logout.headers["set-cookie"]
+    assert "max-age=0" in logout.headers["set-cookie"].lower()
+    assert refresh.status_code == 401
+    assert "revoked" in refresh.json()["detail"]
+    assert bad_logout.status_code == 401
+
+
+def test_cookie_authenticated_changes_need_a_matching_origin_and_bearer_calls_do_not(
+    system: System,
+) -> None:
+    http = system.http()
+    login = http.post("/api/auth/login", json=SCHMIDT_LOGIN)
+    cookie = {"Cookie": f"access_token={login.cookies['access_token']}"}
+    start = {"name": "Schach AG", "room_id": 3}
+    own = system.base_url
+
+    no_origin = http.post("/api/active/groups", json=start, headers=cookie)
+    foreign = http.post(
+        "/api/active/groups", json=start, headers={**cookie, "Origin": "https://evil.example"}
+    )
+    foreign_referer = http.post(
+        "/api/active/groups",
+        json=start,
+        headers={**cookie, "Referer": "https://evil.example/page"},
+    )
+    proxied_foreign = http.post(
+        "/api/active/groups",
+        json=start,
+        headers={**cookie, "Origin": own, "X-Forwarded-Host": "bridge.example.org"},
+    )
+    cookie_read = http.get("/api/me", headers=cookie)  # no state change: no check
+    same_origin = http.post("/api/active/groups", json=start, headers={**cookie, "Origin": own})
+    bearer = http.post(
+        "/api/active/groups/124/visits", json={"student_id": 401}, headers=system.auth(SCHMIDT)
+    )
+    foreign_login = http.post(
+        "/api/auth/login", json=SCHMIDT_LOGIN, headers={"Origin": "https://evil.example"}
+    )
+    log = system.server.log_text()
+
+    for refused in (no_origin, foreign, foreign_referer, proxied_foreign):
+        assert refused.status_code == 403
+        assert refused.json()["detail"].startswith("Cross-site request refused: ")
+    assert "no Origin or Referer header" in no_origin.json()["detail"]
+    assert cookie_read.status_code == 200
+    assert same_origin.status_code == 201, same_origin.text
+    assert bearer.status_code == 201, bearer.text
+    assert foreign_login.status_code == 403
+    assert "Cross-site request refused reason=origin_mismatch method=POST " in log
+    assert "Cross-site request refused reason=missing_origin method=POST " in log
+
+
+def test_every_response_carries_the_browser_security_headers_and_the_stream_still_flows(
+    system: System,
+) -> None:
+    http = system.http()
+    expected = {
+        "content-security-policy": (
+            "default-src 'self'; img-src 'self' data:; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'"
+        ),
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+        "x-frame-options": "DENY",
+    }
+
+    page = http.get("/")
+    script = http.get("/static/app.js")
+    refused = http.get("/api/me")
+    stream = system.stream(SCHMIDT)
+    connected = stream.next_event()
+
+    for response_headers in (page.headers, script.headers, refused.headers, stream.headers):
+        assert response_headers is not None
+        assert {name: response_headers.get(name) for name in expected} == expected
+    assert page.status_code == 200 and refused.status_code == 401
+    assert stream.status_code == 200
+    assert connected.event == "connected"

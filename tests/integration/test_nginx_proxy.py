@@ -1,5 +1,5 @@
 """deploy/nginx.conf in front of a real bridge: TLS, streaming SSE, no gzip on events, no tokens
-in the access log.
+in the access or error log, a request limit on /api/auth/, and the CSRF check's origin.
 
 The test runs Debian's nginx (not as a daemon) with the shipped site file, in which only the
 ports, the certificate paths and the log path are swapped, inside a minimal main config of
@@ -43,12 +43,27 @@ class Proxy:
     http_url: str
     ca_cert: Path
     access_log: Path
-    error_log: Path
+    error_log: Path  # the test's main config's (info level)
+    site_error_log: Path  # the site file's own
     process: subprocess.Popen[bytes]
+
+    def error_text(self) -> str:
+        return "".join(
+            path.read_text(errors="replace")
+            for path in (self.error_log, self.site_error_log)
+            if path.exists()
+        )
 
 
 def render_site(
-    text: str, *, upstream_port: int, https_port: int, http_port: int, tls: TlsFiles, log: Path
+    text: str,
+    *,
+    upstream_port: int,
+    https_port: int,
+    http_port: int,
+    tls: TlsFiles,
+    log: Path,
+    error_log: Path,
 ) -> str:
     """The shipped site file with ports and paths swapped; every swap must find its line."""
     swaps = {
@@ -62,6 +77,7 @@ def render_site(
     for old, new in swaps.items():
         assert old in text, f"deploy/nginx.conf no longer contains {old!r}: update this test"
         text = text.replace(old, new)
+    text = text.replace("/var/log/nginx/edge-bridge.error.log", str(error_log))
     return "\n".join(line for line in text.splitlines() if "listen [::]" not in line) + "\n"
 
 
@@ -123,6 +139,7 @@ def proxy(system: System, tmp_path: Path) -> Iterator[Proxy]:
             http_port=http_port,
             tls=tls,
             log=access_log,
+            error_log=directory / "site-error.log",
         )
     )
     config = directory / "nginx.conf"
@@ -139,6 +156,7 @@ def proxy(system: System, tmp_path: Path) -> Iterator[Proxy]:
             ca_cert=tls.ca_cert,
             access_log=access_log,
             error_log=error_log,
+            site_error_log=directory / "site-error.log",
             process=process,
         )
     finally:
@@ -203,3 +221,75 @@ def test_an_event_reaches_an_sse_client_through_nginx_within_a_second(
     assert "SECRET-IN-QUERY" not in access_log
     assert token not in access_log
     assert '"GET /health HTTP/1.1" 200' in access_log
+
+
+def _https(proxy: Proxy) -> httpx.Client:
+    return httpx.Client(
+        base_url=proxy.https_url, verify=ssl.create_default_context(cafile=str(proxy.ca_cert))
+    )
+
+
+def test_nginx_limits_requests_to_the_auth_routes_per_address(system: System, proxy: Proxy) -> None:
+    https = _https(proxy)
+
+    statuses = [
+        https.post(
+            "/api/auth/login", json={"email": f"guess{n}@example.org", "password": "x"}
+        ).status_code
+        for n in range(25)
+    ]
+    health = https.get("/health")
+    https.close()
+
+    assert statuses[:21] == [401] * 21  # one request plus a burst of 20 reach the bridge
+    assert set(statuses[21:]) == {429}  # then 10 a minute: the rest never reach it
+    assert health.status_code == 200  # other routes are not limited
+    assert system.server.log_text().count("Login failed reason=bad_credentials") == 21
+
+
+def test_a_failed_event_stream_request_puts_no_token_into_nginx_error_log(
+    system: System, proxy: Proxy
+) -> None:
+    https = _https(proxy)
+    token = system.token(1)
+    system.server.kill()  # every proxied request now fails with an error line
+
+    stream = https.get("/api/sse/events", params={"token": token})
+    other = https.get("/api/me")
+    https.close()
+    errors = proxy.error_text()
+
+    assert (stream.status_code, other.status_code) == (502, 502)
+    assert "connect() failed" in errors  # the error log works ...
+    assert 'request: "GET /api/me HTTP/1.1"' in errors
+    assert token not in errors  # ... and has no stream request line
+    assert "token=" not in errors
+
+
+def test_a_cookie_authenticated_change_through_nginx_passes_the_origin_check(
+    system: System, proxy: Proxy
+) -> None:
+    https = _https(proxy)
+    login = https.post(
+        "/api/auth/login",
+        json={"email": "schmidt@example.org", "password": "schmidt-demo-1"},
+        headers={"Origin": proxy.https_url},
+    )
+    cookie = {"Cookie": f"access_token={login.json()['access_token']}"}
+
+    same_site = https.post(
+        "/api/active/groups",
+        json={"name": "Schach AG", "room_id": 3},
+        headers={**cookie, "Origin": proxy.https_url},
+    )
+    cross_site = https.post(
+        "/api/active/groups",
+        json={"name": "Schach AG", "room_id": 3},
+        headers={**cookie, "Origin": "https://evil.example"},
+    )
+    https.close()
+
+    assert login.status_code == 200
+    assert "secure" in login.headers["set-cookie"].lower()  # X-Forwarded-Proto trusted
+    assert same_site.status_code == 201, same_site.text  # X-Forwarded-Host has the port
+    assert cross_site.status_code == 403

@@ -51,15 +51,30 @@ test('api calls send the access token as a bearer header', async () => {
 test('a 401 refreshes the token once and repeats the call with the new token', async () => {
   const { client, fetchImpl } = await loggedIn(
     () => jsonResponse(401, { detail: 'Token expired' }),
-    () => jsonResponse(200, { access_token: 'access-2', token_type: 'bearer', expires_in: 900 }),
+    () => jsonResponse(200, { ...TOKENS, access_token: 'access-2', refresh_token: 'refresh-2' }),
     () => jsonResponse(200, []),
   );
   assert.deepEqual(await client.get('/api/rooms'), []);
   const [, , refresh, retry] = fetchImpl.calls;
   assert.equal(refresh.url, '/api/auth/refresh');
   assert.deepEqual(refresh.body, { refresh_token: 'refresh-1' });
+  assert.equal(refresh.init.credentials, 'same-origin'); // its Set-Cookie renews the stream's cookie
   assert.equal(retry.init.headers.Authorization, 'Bearer access-2');
-  assert.equal(client.refreshToken, 'refresh-1');
+  assert.equal(client.refreshToken, 'refresh-2'); // rotated: the used one is never sent again
+});
+
+test('the next refresh sends the rotated refresh token', async () => {
+  const { client, fetchImpl } = await loggedIn(
+    () => jsonResponse(200, { ...TOKENS, access_token: 'access-2', refresh_token: 'refresh-2' }),
+    () => jsonResponse(200, { ...TOKENS, access_token: 'access-3', refresh_token: 'refresh-3' }),
+  );
+  assert.equal(await client.refresh(), true);
+  assert.equal(await client.refresh(), true);
+  assert.deepEqual(
+    fetchImpl.calls.slice(1).map((call) => call.body.refresh_token),
+    ['refresh-1', 'refresh-2'],
+  );
+  assert.equal(client.accessToken, 'access-3');
 });
 
 test('concurrent refreshes share one request', async () => {
@@ -115,10 +130,24 @@ test('an empty success body is returned as null', async () => {
   assert.equal(await client.post('/api/active/groups/123/end'), null);
 });
 
-test('logout forgets both tokens', async () => {
-  const { client, storage } = await loggedIn();
-  client.logout();
+test('logout forgets both tokens at once and has the server revoke the refresh token', async () => {
+  const { client, storage, fetchImpl } = await loggedIn(() => jsonResponse(204, undefined));
+  const done = client.logout();
   assert.equal(client.isLoggedIn, false);
+  assert.equal(storage.length, 0);
+  await done;
+  const call = fetchImpl.calls.at(-1);
+  assert.equal(call.url, '/api/auth/logout');
+  assert.equal(call.init.method, 'POST');
+  assert.deepEqual(call.body, { refresh_token: 'refresh-1' });
+  assert.equal(call.init.credentials, 'same-origin'); // so the server can drop the cookie
+});
+
+test('a logout that cannot reach the server still forgets the tokens and does not throw', async () => {
+  const { client, storage } = await loggedIn(() => {
+    throw new TypeError('Failed to fetch');
+  });
+  await client.logout();
   assert.equal(storage.length, 0);
 });
 

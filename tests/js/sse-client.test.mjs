@@ -100,20 +100,21 @@ describe('pure helpers', () => {
     assert.equal(backoffDelay(3, 250), 1000);
   });
 
-  test('build url adds the last event id and the token as encoded query parameters', () => {
-    const url = buildUrl('/api/sse/events', { token: 'a.b+c', lastEventId: '42' });
+  test('build url adds the last event id as an encoded query parameter and never a token', () => {
+    const url = buildUrl('/api/sse/events', { token: 'a.b+c', lastEventId: '4 2' });
     const params = new URL(url, 'http://x').searchParams;
     assert.ok(url.startsWith('/api/sse/events?'));
-    assert.equal(params.get('last_event_id'), '42');
-    assert.equal(params.get('token'), 'a.b+c');
+    assert.equal(params.get('last_event_id'), '4 2');
+    assert.equal(params.get('token'), null);
+    assert.ok(!url.includes('a.b'));
   });
 
   test('build url keeps an existing query string and appends with an ampersand', () => {
     assert.equal(buildUrl('/s?x=1', { lastEventId: '7' }), '/s?x=1&last_event_id=7');
   });
 
-  test('build url leaves the url alone when there is neither token nor event id', () => {
-    assert.equal(buildUrl('/api/sse/events', { token: null, lastEventId: null }), '/api/sse/events');
+  test('build url leaves the url alone when there is no event id', () => {
+    assert.equal(buildUrl('/api/sse/events', { lastEventId: null }), '/api/sse/events');
   });
 
   test('decoding a jwt reads a base64url payload including non-ascii text', () => {
@@ -144,13 +145,12 @@ describe('pure helpers', () => {
 });
 
 describe('initial connection', () => {
-  test('start opens one event source at the stream url with the token parameter', () => {
+  test('start opens one event source at the bare stream url: the cookie authenticates it', () => {
     const ctx = setup();
     ctx.client.start();
     assert.equal(ctx.EventSource.instances.length, 1);
-    assert.equal(new URL(ctx.source.url, 'http://x').pathname, '/api/sse/events');
-    assert.equal(ctx.source.query.get('token'), makeJwt({ sub: '1', exp: NOW_S + 900 }));
-    assert.equal(ctx.source.query.get('last_event_id'), null);
+    assert.equal(ctx.source.url, '/api/sse/events');
+    assert.equal(ctx.source.query.get('token'), null);
   });
 
   test('the status stays idle until the stream opens, then becomes connected', () => {
@@ -187,7 +187,16 @@ describe('events', () => {
     });
     assert.deepEqual(
       ctx.events.map((e) => e.type),
-      ['connected', 'student_checkin', 'student_checkout', 'activity_start', 'activity_end', 'activity_update'],
+      [
+        'connected',
+        'student_checkin',
+        'student_checkout',
+        'activity_start',
+        'activity_end',
+        'activity_update',
+        'device_status',
+        'occupancy',
+      ],
     );
     assert.deepEqual(ctx.events[1], {
       type: 'student_checkin',
@@ -382,7 +391,7 @@ describe('resuming from the last event id', () => {
 });
 
 describe('token refresh', () => {
-  test('a stream that ends with an expired token refreshes before reconnecting with the new token', async () => {
+  test('a stream that ends with an expired token refreshes (the cookie) before reconnecting', async () => {
     const fresh = makeJwt({ sub: '1', exp: NOW_S + 1800 });
     let ctx = null;
     ctx = setup({
@@ -401,7 +410,8 @@ describe('token refresh', () => {
     await flush();
     assert.equal(ctx.refreshCalls.length, 1);
     assert.equal(ctx.EventSource.instances.length, 2);
-    assert.equal(ctx.source.query.get('token'), fresh);
+    assert.equal(ctx.source.url, '/api/sse/events');
+    assert.ok(!ctx.EventSource.instances.some((source) => source.url.includes(fresh)));
   });
 
   test('a dropped stream with a valid token reconnects without refreshing', async () => {
@@ -562,8 +572,41 @@ describe('visibility and network', () => {
     assert.equal(ctx.EventSource.instances.length, 1);
     release();
     await flush();
+    assert.equal(ctx.EventSource.instances.length, 2); // only once the refresh has finished
+    assert.equal(ctx.source.query.get('token'), null);
+  });
+});
+
+describe('whose stream', () => {
+  test('a stream connected as someone else refreshes this login and reconnects', async () => {
+    const ctx = setup({ options: { getUserId: () => '1' } });
+    ctx.client.start();
+    ctx.source.open();
+    ctx.source.emit('connected', JSON.stringify({ status: 'ready', user_id: '2' }));
+    const wrong = ctx.EventSource.instances[0];
+    ctx.clock.advance(1000);
+    await flush();
+    ctx.source.open();
+    ctx.source.emit('connected', JSON.stringify({ status: 'ready', user_id: '1' }));
+
+    assert.equal(wrong.closed, true);
+    assert.equal(ctx.refreshCalls.length, 1);
     assert.equal(ctx.EventSource.instances.length, 2);
-    assert.equal(ctx.source.query.get('token'), fresh);
+    assert.deepEqual(
+      ctx.events.map((event) => [event.type, event.envelope.user_id]),
+      [['connected', '1']],
+    );
+    assert.equal(ctx.errors[0].name, 'SseWrongUserError');
+    assert.equal(ctx.client.status, 'connected');
+  });
+
+  test('without an expected user any connected frame is accepted', () => {
+    const ctx = setup();
+    ctx.client.start();
+    ctx.source.open();
+    ctx.source.emit('connected', JSON.stringify({ status: 'ready', user_id: '2' }));
+    assert.equal(ctx.events.length, 1);
+    assert.equal(ctx.EventSource.instances.length, 1);
   });
 });
 

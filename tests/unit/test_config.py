@@ -113,3 +113,68 @@ def test_sse_client_buffer_is_read_as_a_size_in_bytes(
     settings = load_settings(secret_file=tmp_path / "jwt_secret")
 
     assert settings.sse_client_buffer == expected
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("CHANGE-ME-jwt-secret-of-at-least-32-characters", "CHANGE-ME"),
+        ("Xq7-change-me-Lp2vR9sT4wY1zB6nM3kD8hF0jG5", "CHANGE-ME"),  # any case, anywhere
+        ("ab" * 24, "distinct characters"),
+        ("supersecret" * 3, "distinct characters"),
+        ("correct horse battery staple now", "entropy"),
+        ("Passwort2024!Passwort2024!Passwort", "entropy"),
+        ("3f9a0c7e1b4d8a2f6e0c9b3a7d1f5e8c", "entropy"),  # 32 hex digits: ~125 bits here
+    ],
+)
+def test_a_placeholder_or_low_entropy_jwt_secret_stops_startup_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, secret: str, reason: str
+) -> None:
+    monkeypatch.setenv("JWT_SECRET", secret)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(secret_file=tmp_path / "jwt_secret")
+
+    message = str(caught.value)
+    assert message.startswith("Config JWT_SECRET is refused: ")
+    assert reason in message
+    assert secret not in message
+    assert secret.lower() not in message.lower()
+
+
+def test_a_random_url_safe_jwt_secret_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = "tVq3-9hXkR2mZpL0wYc7_AeNf4sUbG8jDi6oTr1KvHx"  # secrets.token_urlsafe(32)
+    monkeypatch.setenv("JWT_SECRET", secret)
+
+    assert load_settings(secret_file=tmp_path / "jwt_secret").jwt_secret == secret
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_a_secret_file_readable_by_others_stops_startup_naming_the_path_and_the_fix(
+    tmp_path: Path, mode: int
+) -> None:
+    secret_file = tmp_path / "data" / "jwt_secret"
+    secret = load_settings(secret_file=secret_file).jwt_secret
+    secret_file.chmod(mode)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(secret_file=secret_file)
+
+    assert str(secret_file) in str(caught.value)
+    assert f"chmod 600 {secret_file}" in str(caught.value)
+    assert secret not in str(caught.value)
+
+
+def test_a_short_secret_file_stops_startup_without_showing_it(tmp_path: Path) -> None:
+    secret_file = tmp_path / "jwt_secret"
+    secret_file.write_text("Zx81-short-Qw\n")
+    secret_file.chmod(0o600)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(secret_file=secret_file)
+
+    assert "JWT_SECRET file" in str(caught.value)
+    assert "too short" in str(caught.value)
+    assert "Zx81-short-Qw" not in str(caught.value)

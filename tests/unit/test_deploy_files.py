@@ -8,12 +8,17 @@ also validates compose.yaml with docker-compose and lints the Dockerfile with ha
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import stat
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from edge_bridge.wire import MAX_PAYLOAD_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
@@ -22,8 +27,31 @@ DOCKERFILE = ROOT / "Dockerfile"
 LOCK = ROOT / "deploy" / "requirements.lock"
 CONTAINER_MOSQUITTO = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 REPO_MOSQUITTO = ROOT / "mosquitto" / "mosquitto.conf"
-# Where the container's broker config may differ: listeners, file locations, log target.
-CONTAINER_SPECIFIC = {"listener", "password_file", "acl_file", "persistence_location", "log_dest"}
+TLS_EXAMPLE = ROOT / "mosquitto" / "mosquitto-tls.conf.example"
+NGINX_SITE = ROOT / "deploy" / "nginx.conf"
+CERT_SCRIPT = ROOT / "scripts" / "make-mqtt-certs.sh"
+# Where the container's broker config may differ from the TLS example: listener addresses,
+# file locations, log target.
+CONTAINER_SPECIFIC = {
+    "listener",
+    "password_file",
+    "acl_file",
+    "persistence_location",
+    "log_dest",
+    "cafile",
+    "certfile",
+    "keyfile",
+}
+# What the TLS example adds to mosquitto/mosquitto.conf: its listener.
+TLS_LISTENER = {
+    "listener",
+    "use_username_as_clientid",
+    "cafile",
+    "certfile",
+    "keyfile",
+    "tls_version",
+    "require_certificate",
+}
 _REQUIRED_VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*):\?")
 _INTERPOLATION = re.compile(r"\$\{[^}]*\}")
 
@@ -112,20 +140,145 @@ def test_compose_bridge_waits_for_healthy_dependencies_and_reports_ready() -> No
     assert {"mosquitto-data", "postgres-data"} <= set(volumes)
 
 
+def _differing(one: dict[str, list[str]], other: dict[str, list[str]]) -> set[str]:
+    return {key for key in one.keys() | other.keys() if one.get(key) != other.get(key)}
+
+
+def _listener_blocks(path: Path) -> list[list[str]]:
+    """Each `listener` line with the directive lines that follow it up to the next one."""
+    blocks: list[list[str]] = []
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("listener "):
+            blocks.append([line])
+        elif blocks and line.split()[0] in TLS_LISTENER:
+            blocks[-1].append(line)
+    return blocks
+
+
 def test_the_containers_broker_config_differs_only_where_a_container_must() -> None:
     container = _directives(CONTAINER_MOSQUITTO)
+    example = _directives(TLS_EXAMPLE)
     repository = _directives(REPO_MOSQUITTO)
 
-    differing = {
-        key
-        for key in container.keys() | repository.keys()
-        if container.get(key) != repository.get(key)
-    }
-
-    assert differing <= CONTAINER_SPECIFIC, differing
-    assert container["listener"] == ["1883"]  # every interface of the container
+    assert _differing(container, example) <= CONTAINER_SPECIFIC, _differing(container, example)
+    assert _differing(example, repository) <= TLS_LISTENER, _differing(example, repository)
+    assert container["listener"] == ["1883", "8883"]  # plain: every interface of the container
+    assert example["listener"] == ["1883 127.0.0.1", "8883"]
     assert container["password_file"] == ["/mosquitto/config/passwd"]
     assert container["acl_file"] == ["/mosquitto/config/acl"]
+    assert container["cafile"] == ["/mosquitto/deploy/certs/ca.crt"]
+    assert container["certfile"] == ["/mosquitto/deploy/certs/broker.crt"]
+    assert container["keyfile"] == ["/mosquitto/deploy/certs/broker.key"]
+
+
+def test_every_listener_replaces_client_ids_by_usernames_and_the_tls_one_verifies() -> None:
+    for path in (CONTAINER_MOSQUITTO, TLS_EXAMPLE):
+        blocks = _listener_blocks(path)
+
+        assert [block[1] for block in blocks] == ["use_username_as_clientid true"] * 2, path
+        assert "tls_version tlsv1.2" in blocks[1], path
+        assert "require_certificate false" in blocks[1], path
+
+
+def test_compose_publishes_plain_mqtt_on_loopback_only_and_tls_for_readers() -> None:
+    ports = _compose()["services"]["mosquitto"]["ports"]
+    by_container_port = {str(port).rsplit(":", 1)[1]: str(port) for port in ports}
+
+    assert set(by_container_port) == {"1883", "8883"}
+    assert by_container_port["1883"].startswith("127.0.0.1:")  # never 0.0.0.0 or the LAN
+    assert by_container_port["8883"] == "${MQTT_BIND:-0.0.0.0}:${MQTT_TLS_PORT:-8883}:8883"
+    assert (
+        "./deploy/mosquitto:/mosquitto/deploy:ro" in _compose()["services"]["mosquitto"]["volumes"]
+    )  # the certificates from scripts/make-mqtt-certs.sh sit in deploy/mosquitto/certs/
+
+
+def test_the_bridge_trusts_forwarded_headers_from_the_compose_gateway_only() -> None:
+    compose = _compose()
+    trusted = compose["services"]["bridge"]["environment"]["FORWARDED_ALLOW_IPS"]
+    (network,) = compose["networks"]["default"]["ipam"]["config"]
+
+    assert trusted != "*"
+    assert trusted == network["gateway"] == "${EDGE_NETWORK_GATEWAY:-172.30.83.1}"
+    assert network["subnet"] == "${EDGE_NETWORK_SUBNET:-172.30.83.0/24}"
+    gateway = ipaddress.ip_address(trusted.split(":-", 1)[1].rstrip("}"))
+    subnet = ipaddress.ip_network(network["subnet"].split(":-", 1)[1].rstrip("}"))
+    assert gateway in subnet
+
+
+def _top_level(nginx_site: str) -> list[str]:
+    """The directives outside every `{ }` block of an nginx file."""
+    depth, found = 0, []
+    for raw in nginx_site.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if depth == 0 and line and not line.endswith("{"):
+            found.append(line)
+        depth += line.count("{") - line.count("}")
+    return found
+
+
+def test_nginx_limits_the_auth_routes_and_keeps_stream_request_lines_out_of_its_error_log() -> None:
+    site = NGINX_SITE.read_text()
+    directives = [line.strip() for line in site.splitlines() if not line.lstrip().startswith("#")]
+    auth = site[site.index("location /api/auth/ {") :].split("}", 1)[0]
+    sse = site[site.index("location /api/sse/ {") :].split("}", 1)[0]
+
+    assert (
+        _top_level(site).count(
+            "limit_req_zone $binary_remote_addr zone=edge_bridge_auth:10m rate=10r/m;"
+        )
+        == 1
+    )  # in the http context the site file is included in, outside every block
+    assert "limit_req zone=edge_bridge_auth burst=20 nodelay;" in auth
+    assert "limit_req_status 429;" in auth
+    assert "error_log /var/log/nginx/edge-bridge.error.log crit;" in sse
+    assert directives.count("error_log /var/log/nginx/edge-bridge.error.log error;") == 2
+    assert "proxy_set_header X-Forwarded-Host $http_host;" in directives  # with the port
+
+
+def test_the_cert_script_makes_a_ca_and_a_broker_certificate_for_the_given_names(
+    tmp_path: Path,
+) -> None:
+    certs = tmp_path / "certs"
+
+    made = subprocess.run(
+        [str(CERT_SCRIPT), str(certs), "broker.school.example", "10.0.5.2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    verified = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(certs / "ca.crt"), str(certs / "broker.crt")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    names = subprocess.run(
+        ["openssl", "x509", "-in", str(certs / "broker.crt"), "-noout", "-ext", "subjectAltName"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+
+    assert made.returncode == 0, made.stderr
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "DNS:broker.school.example" in names and "IP Address:10.0.5.2" in names
+    assert stat.S_IMODE((certs / "ca.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((certs / "broker.key").stat().st_mode) == 0o640
+    assert "scripts/make-mqtt-certs.sh" in CONTAINER_MOSQUITTO.read_text()
+
+
+def test_both_brokers_refuse_packets_far_beyond_the_contracts_payload_limit() -> None:
+    # A scan topic is at most ~100 bytes: the bridge still sees (and refuses) a payload a
+    # little over 4 KiB, while nothing much larger reaches it at all.
+    for path in (REPO_MOSQUITTO, CONTAINER_MOSQUITTO):
+        (limit,) = _directives(path)["max_packet_size"]
+
+        assert MAX_PAYLOAD_BYTES + 1024 <= int(limit) <= 4 * MAX_PAYLOAD_BYTES, path
 
 
 def test_the_image_pins_every_dependency_and_runs_unprivileged() -> None:

@@ -1,10 +1,25 @@
-"""Tests for api/ratelimit.py: the sliding window per key, with a fake clock."""
+"""Tests for api/ratelimit.py: the sliding window per key, address buckets, the login limits."""
 
 from __future__ import annotations
 
 import pytest
 
-from api.ratelimit import SlidingWindowLimiter
+from api.ratelimit import (
+    Attempt,
+    KnownAddresses,
+    LoginLimits,
+    Refusal,
+    SlidingWindowLimiter,
+    address_bucket,
+)
+from edge_bridge.tuning import (
+    LOGIN_FAILURES_PER_ADDRESS,
+    LOGIN_FAILURES_PER_EMAIL,
+    LOGIN_FAILURES_PER_KNOWN_ADDRESS,
+)
+
+STAFF = "schmidt@example.org"
+NAT = "203.0.113.10"  # the school's one public address
 
 
 class FakeClock:
@@ -107,3 +122,135 @@ def test_over_max_keys_the_least_recently_hit_keys_go() -> None:
 def test_a_limiter_needs_a_positive_limit_and_window(limit: int, window: float) -> None:
     with pytest.raises(ValueError, match="limit and window must be positive, got:"):
         SlidingWindowLimiter(limit=limit, window_seconds=window)
+
+
+def test_flooding_ten_thousand_other_keys_does_not_reset_a_key_over_its_limit() -> None:
+    clock = FakeClock()
+    limiter = make_limiter(clock, max_keys=10_000)
+    for _ in range(3):
+        limiter.hit("attacked@example.org")  # now over its limit, and never hit again
+    clock.now += 1
+
+    for n in range(25_000):  # each a new key, each more recent than the attacked one
+        limiter.hit(f"spray{n}@example.org")
+
+    assert limiter.retry_after("attacked@example.org") == 59.0
+    assert len(limiter) <= 10_000
+
+
+def test_forgive_takes_back_exactly_one_counted_hit() -> None:
+    clock = FakeClock()
+    limiter = make_limiter(clock)
+    limiter.hit("k")
+    clock.now += 1
+    stamp = limiter.hit("k")
+    clock.now += 1
+    limiter.hit("k")
+
+    limiter.forgive("k", stamp)
+    limiter.forgive("k", stamp)  # a second time: nothing left to take back
+
+    assert limiter.retry_after("k") == 0.0
+    limiter.hit("k")
+    assert limiter.retry_after("k") == 58.0
+
+
+@pytest.mark.parametrize(
+    ("host", "bucket"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_client_addresses_are_bucketed_ipv4_by_address_and_ipv6_by_64(
+    host: str, bucket: str
+) -> None:
+    assert address_bucket(host) == bucket
+
+
+def test_rotating_through_an_ipv6_64_does_not_escape_the_address_limit() -> None:
+    limits = LoginLimits(clock=FakeClock())
+    prefix = "2001:db8:77:1"
+
+    outcomes = [
+        limits.admit(f"user{n}@example.org", address_bucket(f"{prefix}::{n:x}"))
+        for n in range(LOGIN_FAILURES_PER_ADDRESS + 1)
+    ]
+
+    assert all(isinstance(outcome, Attempt) for outcome in outcomes[:-1])
+    assert isinstance(outcomes[-1], Refusal)
+    assert outcomes[-1].limit == "address"
+
+
+def test_a_successful_login_does_not_count_towards_any_limit() -> None:
+    limits = LoginLimits(clock=FakeClock())
+
+    for _ in range(LOGIN_FAILURES_PER_EMAIL * 3):
+        attempt = limits.admit(STAFF, NAT)
+        assert isinstance(attempt, Attempt)
+        limits.succeeded(attempt)
+
+    assert STAFF not in limits.by_email and NAT not in limits.by_address
+    assert len(limits.by_known_address) == 0
+
+
+def test_an_attacker_elsewhere_cannot_lock_a_staff_member_out_of_a_known_address() -> None:
+    limits = LoginLimits(clock=FakeClock())
+    first = limits.admit(STAFF, NAT)
+    assert isinstance(first, Attempt)
+    limits.succeeded(first)  # Frau Schmidt logged in from the school before
+    attacker = [limits.admit(STAFF, "198.51.100.9") for _ in range(LOGIN_FAILURES_PER_EMAIL + 1)]
+
+    from_school = limits.admit(STAFF, NAT)
+    from_home = limits.admit(STAFF, "192.0.2.55")
+
+    assert all(isinstance(a, Attempt) for a in attacker[:-1])  # all failed: counted
+    assert isinstance(attacker[-1], Refusal) and attacker[-1].limit == "email"
+    assert isinstance(from_school, Attempt)  # a known address: the email limit does not apply
+    assert isinstance(from_home, Refusal)  # unknown address: over the email limit, refused
+
+
+def test_a_full_nat_address_still_admits_staff_who_logged_in_from_it_before() -> None:
+    limits = LoginLimits(clock=FakeClock())
+    first = limits.admit(STAFF, NAT)
+    assert isinstance(first, Attempt)
+    limits.succeeded(first)
+    for n in range(LOGIN_FAILURES_PER_ADDRESS):  # someone behind the same NAT sprays
+        assert isinstance(limits.admit(f"nobody{n}@example.org", NAT), Attempt)
+
+    newcomer = limits.admit("new@example.org", NAT)
+    known = limits.admit(STAFF, NAT)
+
+    assert isinstance(newcomer, Refusal) and newcomer.limit == "address"
+    assert isinstance(known, Attempt)
+
+
+def test_a_known_address_has_a_failure_limit_of_its_own() -> None:
+    limits = LoginLimits(clock=FakeClock())
+    first = limits.admit(STAFF, NAT)
+    assert isinstance(first, Attempt)
+    limits.succeeded(first)
+
+    outcomes = [limits.admit(STAFF, NAT) for _ in range(LOGIN_FAILURES_PER_KNOWN_ADDRESS + 1)]
+
+    assert all(isinstance(outcome, Attempt) for outcome in outcomes[:-1])
+    assert isinstance(outcomes[-1], Refusal) and outcomes[-1].limit == "known_address"
+
+
+def test_known_addresses_are_bounded_and_forgotten_after_their_ttl() -> None:
+    clock = FakeClock()
+    known = KnownAddresses(max_entries=3, ttl_seconds=100, clock=clock)
+    for n in range(4):
+        known.remember(f"s{n}@example.org", NAT)
+    clock.now += 50
+    known.remember("s1@example.org", NAT)  # refreshed
+    clock.now += 60
+
+    assert len(known) == 3
+    assert not known.is_known("s0@example.org", NAT)  # the least recent went first
+    assert known.is_known("s1@example.org", NAT)
+    assert not known.is_known("s2@example.org", NAT)  # older than the ttl

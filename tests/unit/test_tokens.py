@@ -10,11 +10,19 @@ import jwt
 import pytest
 from sqlalchemy.engine import Engine
 
+from edge_bridge import refresh_tokens
 from edge_bridge.cli import main
 from edge_bridge.config import Settings
-from edge_bridge.tokens import TokenError, decode_token, issue_token
+from edge_bridge.db import transaction
+from edge_bridge.models import Staff
+from edge_bridge.tokens import TokenClaims, TokenError, decode_token, issue_token
 
 SECRET = "s" * 48
+
+
+def _refresh_claims(token: str) -> TokenClaims:
+    """The claims of a refresh token made at a fixed past time (its expiry not checked)."""
+    return decode_token(token, secret=SECRET, expected_type="refresh", verify_exp=False)
 
 
 def test_an_access_token_carries_the_contract_claims() -> None:
@@ -106,3 +114,60 @@ def test_the_token_command_refuses_unknown_staff(
 
     assert code == 1
     assert "No staff member with id 999" in capsys.readouterr().err
+
+
+def test_a_refresh_token_carries_its_id_and_family_and_needs_both() -> None:
+    token = issue_token(
+        7, secret=SECRET, ttl_seconds=60, token_type="refresh", jti="j-1", family_id="f-1"
+    )
+    bare = issue_token(7, secret=SECRET, ttl_seconds=60, token_type="refresh")
+
+    claims = decode_token(token, secret=SECRET, expected_type="refresh")
+
+    assert (claims.jti, claims.family_id) == ("j-1", "f-1")
+    with pytest.raises(TokenError, match="without a valid jti and fam") as caught:
+        decode_token(bare, secret=SECRET, expected_type="refresh")
+    assert caught.value.reason == "missing_claim"
+
+
+def test_rotation_issues_the_next_token_of_the_family_and_reuse_revokes_it(
+    engine: Engine,
+) -> None:
+    with transaction(engine) as session:
+        session.add(Staff(id=1, name="Frau Schmidt", email="schmidt@example.org"))
+    first = refresh_tokens.issue(engine, 1, secret=SECRET, ttl_seconds=3600, now=1_000_000)
+    first_claims = _refresh_claims(first.token)
+
+    second = refresh_tokens.rotate(engine, first_claims, secret=SECRET, now=1_000_100)
+    with pytest.raises(refresh_tokens.RefreshRefused) as reused:
+        refresh_tokens.rotate(engine, first_claims, secret=SECRET, now=1_000_200)
+    with pytest.raises(refresh_tokens.RefreshRefused) as after:
+        refresh_tokens.rotate(engine, _refresh_claims(second.token), secret=SECRET, now=1_000_300)
+
+    assert second.family_id == first.family_id
+    assert _refresh_claims(second.token).expires_at == first_claims.expires_at  # not extended
+    assert reused.value.reason == "reused"
+    assert after.value.reason == "revoked"
+
+
+def test_logout_revokes_the_family_and_pruning_deletes_only_expired_rows(engine: Engine) -> None:
+    with transaction(engine) as session:
+        session.add(Staff(id=1, name="Frau Schmidt", email="schmidt@example.org"))
+    old = refresh_tokens.issue(engine, 1, secret=SECRET, ttl_seconds=60, now=1_000_000)
+    kept = refresh_tokens.issue(engine, 1, secret=SECRET, ttl_seconds=3600, now=1_000_000)
+
+    revoked = refresh_tokens.revoke_family(engine, kept.family_id, now=1_000_010)
+    pruned = refresh_tokens.prune_expired(engine, now=1_000_100)
+    with pytest.raises(refresh_tokens.RefreshRefused) as logged_out:
+        refresh_tokens.rotate(engine, _refresh_claims(kept.token), secret=SECRET, now=1_000_200)
+
+    assert (revoked, pruned) == (1, 1)
+    assert old.family_id != kept.family_id
+    assert logged_out.value.reason == "revoked"
+
+
+def test_pruning_is_due_at_most_once_per_interval() -> None:
+    clock = iter([0.0, 10.0, 600.0, 601.0]).__next__
+    schedule = refresh_tokens.PruneSchedule(600.0, clock=clock)
+
+    assert [schedule.due() for _ in range(4)] == [True, False, True, False]
