@@ -144,7 +144,7 @@ class RosterEntry(_Out):
 
 
 class DevicePublic(_Out):
-    """A reader with its room and presence."""
+    """A reader with its room, presence and today's scans (the office's reader health)."""
 
     id: str
     room_id: IdStr
@@ -153,6 +153,9 @@ class DevicePublic(_Out):
     online: bool
     last_seen: datetime | None = None
     firmware: str | None = None
+    last_scan: datetime | None = None
+    scans_today: int = 0
+    rejected_today: int = 0
 
 
 class RoomPublic(BaseModel):
@@ -161,6 +164,7 @@ class RoomPublic(BaseModel):
     id: IdStr
     name: str
     active_group_id: IdStr | None = None
+    student_count: int = 0  # children checked in there now
 
 
 class StudentPublic(BaseModel):
@@ -185,3 +189,70 @@ class SseStats(BaseModel):
     total_clients: int
     groups: dict[str, int]
     ogs_groups: dict[str, int] = {}
+
+
+# --- office view (admins) ---
+
+
+class ActorOut(BaseModel):
+    """Who opened or closed a visit: a reader (`rfid`), a staff member (`manual`), the system."""
+
+    source: str | None
+    device_id: str | None = None
+    staff_id: IdStr | None = None
+    staff_name: str | None = None
+    label: str  # a short German line for display ("Leser reader-101", "Frau Schmidt", …)
+
+
+class StayOut(_Out):
+    """One visit of the day."""
+
+    active_group_id: IdStr
+    activity_name: str
+    room_id: IdStr
+    room_name: str
+    entry_time: datetime
+    exit_time: datetime | None = None
+    entered_by: ActorOut
+    left_by: ActorOut | None = None
+    exit_reason: str | None = None
+
+
+class AttendanceOut(_Out):
+    """One child's day: arrival, departure, who checked them in and out, the rooms between."""
+
+    student_id: IdStr
+    student_name: str
+    ogs_group_id: IdStr | None = None
+    ogs_group_name: str | None = None
+    arrival: datetime
+    departure: datetime | None = None
+    present: bool
+    checked_in_by: ActorOut
+    checked_out_by: ActorOut | None = None
+    departure_reason: str | None = None
+    stays: list[StayOut]
+
+
+class OccupancyPoint(_Out):
+    """The number of children in a room from `t` on."""
+
+    t: datetime
+    count: int
+
+
+class RoomOccupancyOut(BaseModel):
+    """A room's children now and its curve over the day."""
+
+    room_id: IdStr
+    room_name: str
+    present: int
+    points: list[OccupancyPoint]
+
+
+class OccupancyOut(BaseModel):
+    """Occupancy of every room over one day (school time zone)."""
+
+    date: str
+    timezone: str
+    rooms: list[RoomOccupancyOut]

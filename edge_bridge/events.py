@@ -25,6 +25,8 @@ class EventType(StrEnum):
     ACTIVITY_START = "activity_start"
     ACTIVITY_END = "activity_end"
     ACTIVITY_UPDATE = "activity_update"
+    DEVICE_STATUS = "device_status"  # admins: a reader went online or offline
+    OCCUPANCY = "occupancy"  # admins: children per room after a change
     CONNECTED = "connected"
     RESYNC = "resync"
 
@@ -49,6 +51,10 @@ ALLOWED_DATA_KEYS = frozenset(
         "room_name",
         "supervisor_ids",
         "source",
+        "device_id",  # device_status
+        "online",
+        "firmware",
+        "rooms",  # occupancy: [{"room_id": "1", "room_name", "student_count": 3}], ids as strings
     }
 )
 
@@ -81,6 +87,12 @@ class NewEvent:
     data: dict[str, Any]
     route_active_group_id: int | None
     route_ogs_group_id: int | None = None
+    route_admin: bool = False  # the school's admins receive it (the office view)
+
+    @classmethod
+    def for_admins(cls, type_: EventType, **data: Any) -> NewEvent:
+        """An event for the admins' streams only (reader health, occupancy)."""
+        return cls(type_, None, clean_data(data), None, None, route_admin=True)
 
     @classmethod
     def for_group(
@@ -116,6 +128,7 @@ class Event:
     timestamp: datetime
     route_active_group_id: int | None = None
     route_ogs_group_id: int | None = None
+    route_admin: bool = False
 
     def envelope(self) -> dict[str, Any]:
         """The JSON object clients see (CONTRACT §5); all ids are strings."""
@@ -129,7 +142,8 @@ class Event:
     def __repr__(self) -> str:
         return (
             f"Event(id={self.id}, type={self.type}, active_group_id={self.active_group_id}, "
-            f"route=({self.route_active_group_id}, {self.route_ogs_group_id}))"
+            f"route=({self.route_active_group_id}, {self.route_ogs_group_id}"
+            f"{', admin' if self.route_admin else ''}))"
         )
 
     @classmethod

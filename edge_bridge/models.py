@@ -170,12 +170,23 @@ class Visit(SQLModel, table=True):
     __table_args__ = (
         sa.Index("uq_visit_open_student", "student_id", unique=True, **_open_only("exit_time")),
         sa.Index("ix_visit_open_group", "active_group_id", **_open_only("exit_time")),
+        sa.Index("ix_visit_entry_time", "entry_time"),  # the attendance record of a day
     )
     id: int | None = Field(default=None, primary_key=True)
     student_id: int = Field(foreign_key="student.id")
     active_group_id: int = Field(foreign_key="active_group.id")
     entry_time: datetime = _when()
     exit_time: datetime | None = _when(nullable=True)
+    # Who opened and closed it, for the attendance record: the source (rfid, manual,
+    # automated), the reader for a scan, the staff member for a manual action. No foreign
+    # key on the staff id: the record outlives a staff member's removal.
+    entry_source: str | None = Field(default=None, max_length=16)
+    entry_device_id: str | None = Field(default=None, max_length=64)
+    entry_staff_id: int | None = None
+    exit_source: str | None = Field(default=None, max_length=16)
+    exit_device_id: str | None = Field(default=None, max_length=64)
+    exit_staff_id: int | None = None
+    exit_reason: str | None = Field(default=None, max_length=16)  # visits.ExitReason
 
 
 class ProcessedScan(SQLModel, table=True):
@@ -210,6 +221,7 @@ class EventRecord(SQLModel, table=True):
     active_group_id: int | None = None
     route_active_group_id: int | None = Field(default=None, index=True)
     route_ogs_group_id: int | None = Field(default=None, index=True)
+    route_admin: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     data: str
     created_at: datetime = _when(index=True)
 

@@ -1,8 +1,11 @@
 """Reader presence and the device directory the ingest consults.
 
 Online/offline comes from each reader's retained status topic and its Last Will; it is
-written to the database only when it changes. `last_seen` moves in memory on every scan and
-is flushed in one statement every few seconds, so a scan costs no extra write.
+written to the database only when it changes, together with a `device_status` event for the
+admins' streams (the office view shows a reader red within a second of its Last Will).
+`last_seen` moves in memory on every scan and is flushed in one statement every few seconds,
+so a scan costs no extra write. Rejected scans are counted per reader and school day in
+memory (this process's; the office view's "rejected today").
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select, update
 
-from edge_bridge.models import Device
+from edge_bridge.events import EventType, NewEvent
+from edge_bridge.models import Device, Room, utcnow
+from edge_bridge.schoolday import local_day
 from edge_bridge.store import Store, Tx
 from edge_bridge.tuning import DEVICE_RELOAD_ON_MISS_SECONDS
 
@@ -33,12 +39,14 @@ class ReaderState:
 class Presence:
     """Devices by id (cached) and their live online state."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, tz: ZoneInfo | None = None) -> None:
         self.store = store
+        self.tz = tz or ZoneInfo("UTC")
         self._devices: dict[str, Device] = {}
         self._states: dict[str, ReaderState] = {}
         self._dirty_seen: set[str] = set()
         self._loaded_at = 0.0
+        self._rejected: dict[str, tuple[date, int]] = {}
 
     async def load(self) -> None:
         devices = await self.store.read(_all_devices)
@@ -65,13 +73,11 @@ class Presence:
             return
         state = self._states.setdefault(device_id, ReaderState(False, None))
         changed = state.online != online or (firmware and firmware != state.firmware)
-        state.online, state.last_seen = online, at
-        state.firmware = firmware or state.firmware
-        if changed:
+        firmware = firmware or state.firmware
+        if changed:  # saved first: if the database is away, a retry finds it still changed
+            await self.store.write(lambda tx: _save_state(tx, device_id, online, at, firmware))
             logger.info("Reader %s device_id=%s", "online" if online else "offline", device_id)
-            await self.store.write(
-                lambda tx: _save_state(tx, device_id, state.online, at, state.firmware)
-            )
+        state.online, state.last_seen, state.firmware = online, at, firmware
 
     def seen(self, device_id: str, at: datetime) -> None:
         state = self._states.setdefault(device_id, ReaderState(True, None))
@@ -83,10 +89,24 @@ class Presence:
         dirty, self._dirty_seen = self._dirty_seen, set()
         seen = {d: self._states[d].last_seen for d in dirty if self._states[d].last_seen}
         if seen:
-            await self.store.write(lambda tx: _save_seen(tx, seen))
+            try:
+                await self.store.write(lambda tx: _save_seen(tx, seen))
+            except BaseException:
+                self._dirty_seen |= dirty  # the next flush tries again
+                raise
 
     def state(self, device_id: str) -> ReaderState | None:
         return self._states.get(device_id)
+
+    def rejected(self, device_id: str, *, at: datetime | None = None) -> None:
+        """Count one rejected scan of a known reader for its school day."""
+        day = local_day(at or utcnow(), self.tz)
+        counted_day, count = self._rejected.get(device_id, (day, 0))
+        self._rejected[device_id] = (day, count + 1 if counted_day == day else 1)
+
+    def rejected_today(self, device_id: str, *, now: datetime | None = None) -> int:
+        counted_day, count = self._rejected.get(device_id, (None, 0))
+        return count if counted_day == local_day(now or utcnow(), self.tz) else 0
 
     def online_count(self) -> int:
         return sum(1 for state in self._states.values() if state.online)
@@ -101,6 +121,19 @@ def _save_state(tx: Tx, device_id: str, online: bool, at: datetime, firmware: st
         update(Device)
         .where(col(Device.id) == device_id)
         .values(online=online, last_seen=at, firmware=firmware)
+    )
+    room = tx.session.exec(
+        select(Room).join(Device, col(Device.room_id) == col(Room.id)).where(Device.id == device_id)
+    ).first()
+    tx.emit(
+        NewEvent.for_admins(
+            EventType.DEVICE_STATUS,
+            device_id=device_id,
+            online=online,
+            firmware=firmware,
+            room_id=room.id if room else None,
+            room_name=room.name if room else None,
+        )
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from sqlmodel import col, select
@@ -31,6 +31,27 @@ class Outcome:
     result: ScanResult
     message: str
     student_name: str | None = None
+
+
+class ExitReason(StrEnum):
+    """Why a visit ended (the attendance record shows it)."""
+
+    CHECKOUT = "checkout"  # the child tapped out, or a supervisor checked them out
+    TRANSFER = "transfer"  # checked in somewhere else
+    ACTIVITY_END = "activity_end"  # the activity ended with the child present
+    AUTO_CHECKOUT = "auto_checkout"  # still open at the end of the day (DAY_END)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a visit change: a reader (scan), a staff member (manual) or the system."""
+
+    source: Source
+    device_id: str | None = None
+    staff_id: int | None = None
+
+
+SYSTEM = Actor(Source.AUTOMATED)
 
 
 class Action(Enum):
@@ -167,36 +188,80 @@ def group_of(tx: Tx, visit: Visit) -> ActiveGroup:
     return group
 
 
-def close_visit(tx: Tx, visit: Visit, student: Student, *, at: datetime, source: Source) -> None:
+def _end(visit: Visit, *, at: datetime, by: Actor, reason: ExitReason) -> None:
     visit.exit_time = max(at, visit.entry_time)
+    visit.exit_source = str(by.source)
+    visit.exit_device_id = by.device_id
+    visit.exit_staff_id = by.staff_id
+    visit.exit_reason = str(reason)
+
+
+def close_visit(
+    tx: Tx,
+    visit: Visit,
+    student: Student,
+    *,
+    at: datetime,
+    source: Source,
+    by: Actor | None = None,
+    reason: ExitReason = ExitReason.CHECKOUT,
+) -> None:
+    _end(visit, at=at, by=by or Actor(source), reason=reason)
     tx.session.add(visit)
     _cached(tx, "open_visits")[student.id] = None
-    tx.emit(_visit_event(EventType.STUDENT_CHECKOUT, tx, student, group_of(tx, visit), source))
+    group = group_of(tx, visit)
+    tx.room_changed(group.room_id)
+    tx.emit(_visit_event(EventType.STUDENT_CHECKOUT, tx, student, group, source))
 
 
 def check_in(
-    tx: Tx, student: Student, group: ActiveGroup, *, at: datetime, source: Source
+    tx: Tx,
+    student: Student,
+    group: ActiveGroup,
+    *,
+    at: datetime,
+    source: Source,
+    by: Actor | None = None,
 ) -> ScanResult:
     """Open a visit in `group`, closing one elsewhere first (a transfer)."""
+    actor = by or Actor(source)
     current = open_visit(tx, student.id)
     if current is not None and current.active_group_id == group.id:
         msg = f"student {student.id} is already checked in to active group {group.id}"
         raise ConflictError(msg)
     if current is not None:
-        close_visit(tx, current, student, at=at, source=source)
-    visit = Visit(student_id=student.id, active_group_id=group.id, entry_time=at)  # type: ignore[arg-type]
+        close_visit(
+            tx, current, student, at=at, source=source, by=actor, reason=ExitReason.TRANSFER
+        )
+    visit = Visit(
+        student_id=student.id,  # type: ignore[arg-type]
+        active_group_id=group.id,  # type: ignore[arg-type]
+        entry_time=at,
+        entry_source=str(actor.source),
+        entry_device_id=actor.device_id,
+        entry_staff_id=actor.staff_id,
+    )
     tx.session.add(visit)
     _cached(tx, "open_visits")[student.id] = visit
+    tx.room_changed(group.room_id)
     tx.emit(_visit_event(EventType.STUDENT_CHECKIN, tx, student, group, source))
     return ScanResult.CHECKED_IN if current is None else ScanResult.TRANSFERRED
 
 
-def check_out(tx: Tx, student: Student, group_id: int, *, at: datetime, source: Source) -> None:
+def check_out(
+    tx: Tx,
+    student: Student,
+    group_id: int,
+    *,
+    at: datetime,
+    source: Source,
+    by: Actor | None = None,
+) -> None:
     current = open_visit(tx, student.id)
     if current is None or current.active_group_id != group_id:
         msg = f"student {student.id} is not checked in to active group {group_id}"
         raise NotFoundError(msg)
-    close_visit(tx, current, student, at=at, source=source)
+    close_visit(tx, current, student, at=at, source=source, by=by)
 
 
 def _activity_event(type_: EventType, tx: Tx, group: ActiveGroup, **extra: object) -> NewEvent:
@@ -241,7 +306,7 @@ def start_activity(tx: Tx, *, name: str, room_id: int, staff_id: int, at: dateti
     return group
 
 
-def end_activity(tx: Tx, group_id: int, *, at: datetime) -> list[int]:
+def end_activity(tx: Tx, group_id: int, *, at: datetime, by: Actor | None = None) -> list[int]:
     """Close the group's open visits and supervisions, end it; returns who was checked out."""
     group = running_group(tx, group_id)
     visits = tx.session.exec(
@@ -253,8 +318,10 @@ def end_activity(tx: Tx, group_id: int, *, at: datetime) -> list[int]:
     event = _activity_event(
         EventType.ACTIVITY_END, tx, group, student_ids=[s.id for _, s in visits]
     )
+    if visits:
+        tx.room_changed(group.room_id)
     for visit, student in visits:
-        visit.exit_time = max(at, visit.entry_time)
+        _end(visit, at=at, by=by or SYSTEM, reason=ExitReason.ACTIVITY_END)
         tx.session.add(visit)
         _cached(tx, "open_visits")[student.id] = None
         if student.ogs_group_id is not None:

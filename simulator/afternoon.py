@@ -87,6 +87,7 @@ class Afternoon:
         self._received: dict[str, Feedback] = {}
         self._last_of_subject: dict[str, str] = {}
         self._pairs: dict[str, str] = {}  # double tap's scan id → its first tap's scan id
+        self.ts_origin: datetime | None = None
 
     def run(self, stop: threading.Event | None = None) -> AfternoonReport:
         """Play the whole plan, wait for outstanding feedback, and report."""
@@ -104,6 +105,7 @@ class Afternoon:
                 logger.warning("Starting with readers still offline; their scans are buffered")
             started = time.monotonic()
             ts_origin = datetime.now(UTC) - timedelta(seconds=self._backdate_seconds())
+            self.ts_origin = ts_origin  # read time of `at_seconds == 0`, for the attendance check
             toggles = self._offline_toggles()
             next_index, due, due_since = 0, [], {}
             while (next_index < len(scans) or due) and not stop.is_set():

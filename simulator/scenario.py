@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from edge_bridge.wire import ScanResult
@@ -52,6 +52,15 @@ class ScanKind(StrEnum):
     UNKNOWN_CARD = "unknown_card"
 
 
+@dataclass(frozen=True)
+class ModelStay:
+    """One visit as the model sees it: a room, from a read time until another (or open)."""
+
+    room_id: str
+    entered_at_seconds: float
+    left_at_seconds: float | None = None
+
+
 class PresenceModel:
     """Who is where, and the result the bridge must give for the next scan (CONTRACT §3)."""
 
@@ -70,6 +79,7 @@ class PresenceModel:
         self._debounce_seconds = debounce_seconds
         self._present: dict[str, str] = dict(present or {})
         self._last_accepted: dict[tuple[str, str], float] = {}
+        self._stays: dict[str, list[ModelStay]] = {}
 
     @classmethod
     def from_data(
@@ -96,6 +106,18 @@ class PresenceModel:
     def room_of(self, student_id: str) -> str | None:
         return self._present.get(student_id)
 
+    @property
+    def stays(self) -> dict[str, tuple[ModelStay, ...]]:
+        """student id → the stays the model's scans opened, in order (the attendance record)."""
+        return {student: tuple(stays) for student, stays in self._stays.items()}
+
+    def _move(self, student_id: str, room_id: str | None, at_seconds: float) -> None:
+        stays = self._stays.setdefault(student_id, [])
+        if stays and stays[-1].left_at_seconds is None:
+            stays[-1] = replace(stays[-1], left_at_seconds=at_seconds)
+        if room_id is not None:
+            stays.append(ModelStay(room_id, at_seconds))
+
     def expect(self, device_id: str, tag: str, at_seconds: float) -> ScanResult:
         """Apply one scan read at `at_seconds` and return the result the bridge must send."""
         device = self._devices.get(device_id)
@@ -118,12 +140,12 @@ class PresenceModel:
             return ScanResult.SUPERVISOR_AUTHENTICATED
         current = self._present.get(card.person_id)
         self._present[card.person_id] = room_id
-        if current is None:
-            return ScanResult.CHECKED_IN
         if current == room_id:
             del self._present[card.person_id]
+            self._move(card.person_id, None, at_seconds)
             return ScanResult.CHECKED_OUT
-        return ScanResult.TRANSFERRED
+        self._move(card.person_id, room_id, at_seconds)
+        return ScanResult.CHECKED_IN if current is None else ScanResult.TRANSFERRED
 
 
 @dataclass(frozen=True)
@@ -176,6 +198,7 @@ class Plan:
     scans: tuple[PlannedScan, ...]
     offline: tuple[OfflineWindow, ...]
     present: Mapping[str, str]  # the model at the end: student id → room id
+    stays: Mapping[str, tuple[ModelStay, ...]] = field(default_factory=dict)  # per student
 
     def expected_counts(self) -> Counter[str]:
         return Counter(str(s.expected) for s in self.scans)
@@ -204,6 +227,7 @@ def build_plan(
         scans=scans,
         offline=_offline_windows(scans, options),
         present=builder.model.present,
+        stays=builder.model.stays,
     )
 
 

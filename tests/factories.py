@@ -10,6 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from edge_bridge.events import Event
+
 SCHOOL = Path(__file__).parent / "fixtures" / "school.json"
 
 
@@ -72,3 +74,29 @@ def open_groups(engine: Engine, student_id: int) -> list[int]:
                 )
             ).all()
         )
+
+
+class RecordingBroadcaster:
+    """Collects what the store announces after each commit."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.staff_updates: list[tuple[int, frozenset[int], frozenset[int], bool]] = []
+
+    @property
+    def group_events(self) -> list[Event]:
+        """The events for groups and home groups, without the admins' office events."""
+        return [event for event in self.events if not event.route_admin]
+
+    def publish_threadsafe(self, event: Event) -> None:
+        self.events.append(event)
+
+    def update_staff_threadsafe(
+        self,
+        staff_id: int,
+        *,
+        active_group_ids: frozenset[int],
+        ogs_group_ids: frozenset[int],
+        keep_current: bool = False,
+    ) -> None:
+        self.staff_updates.append((staff_id, active_group_ids, ogs_group_ids, keep_current))

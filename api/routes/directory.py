@@ -10,6 +10,7 @@ from sqlmodel import col, func, or_, select
 from api.deps import AdminStaff, CurrentStaff, SessionDep
 from api.schemas import ErrorOut, RoomPublic, StudentPublic, StudentTag, ValidationErrorOut
 from edge_bridge.models import ActiveGroup, RfidTag, Room, Student
+from edge_bridge.occupancy import present_by_room
 
 router = APIRouter(prefix="/api", tags=["directory"])
 _AUTH = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
@@ -26,8 +27,14 @@ def get_rooms(staff: CurrentStaff, session: SessionDep) -> list[RoomPublic]:
         )
         .order_by(col(Room.id))
     ).all()
+    present = present_by_room(session)
     return [
-        RoomPublic(id=str(room.id), name=room.name, active_group_id=str(gid) if gid else None)
+        RoomPublic(
+            id=str(room.id),
+            name=room.name,
+            active_group_id=str(gid) if gid else None,
+            student_count=present.get(room.id, 0),
+        )
         for room, gid in rows
     ]
 

@@ -22,7 +22,14 @@ from api.security import Principal
 from edge_bridge.events import Source
 from edge_bridge.models import ActiveGroup, Room, Student, Supervision, Visit, utcnow
 from edge_bridge.store import Tx
-from edge_bridge.visits import check_in, check_out, end_activity, running_group, start_activity
+from edge_bridge.visits import (
+    Actor,
+    check_in,
+    check_out,
+    end_activity,
+    running_group,
+    start_activity,
+)
 
 router = APIRouter(prefix="/api/active/groups", tags=["active groups"])
 _AUTH = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
@@ -128,7 +135,8 @@ async def post_group(
 @router.post("/{group_id}/end", response_model=ActiveGroupEnded, responses=_GROUP)
 async def post_end(group_id: GroupId, staff: Supervisor, store: StoreDep) -> ActiveGroupEnded:
     at = utcnow()
-    student_ids = await store.write(lambda tx: end_activity(tx, group_id, at=at))
+    by = Actor(Source.MANUAL, staff_id=staff.staff_id)
+    student_ids = await store.write(lambda tx: end_activity(tx, group_id, at=at, by=by))
     return ActiveGroupEnded(
         id=str(group_id), ended_at=at, student_ids=[str(i) for i in student_ids]
     )
@@ -167,7 +175,8 @@ async def post_visit(
     def work(tx: Tx) -> str:
         student = _student(tx.session, body.student_id)
         group = running_group(tx, group_id)
-        return str(check_in(tx, student, group, at=utcnow(), source=Source.MANUAL))
+        by = Actor(Source.MANUAL, staff_id=staff.staff_id)
+        return str(check_in(tx, student, group, at=utcnow(), source=Source.MANUAL, by=by))
 
     result = await store.write(work)
     return ManualResult(
@@ -182,7 +191,9 @@ async def post_checkout(
     group_id: GroupId, student_id: Annotated[int, Path(ge=1)], staff: Supervisor, store: StoreDep
 ) -> ManualResult:
     def work(tx: Tx) -> None:
-        check_out(tx, _student(tx.session, student_id), group_id, at=utcnow(), source=Source.MANUAL)
+        student = _student(tx.session, student_id)
+        by = Actor(Source.MANUAL, staff_id=staff.staff_id)
+        check_out(tx, student, group_id, at=utcnow(), source=Source.MANUAL, by=by)
 
     await store.write(work)
     return ManualResult(

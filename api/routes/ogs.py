@@ -1,4 +1,5 @@
-"""`GET /api/ogs-groups/{id}/students`: a home group's roster with where each child is now."""
+"""Home groups: the list (admins, for the office view's filter) and a group's roster with
+where each child is now (`GET /api/ogs-groups/{id}/students`, leaders and admins)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,33 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, status
 from sqlmodel import col, select
 
-from api.deps import CurrentStaff, SessionDep
-from api.schemas import ErrorOut, RosterEntry, ValidationErrorOut
+from api.deps import AdminStaff, CurrentStaff, SessionDep
+from api.schemas import ErrorOut, OgsGroupPublic, RosterEntry, ValidationErrorOut
 from edge_bridge.models import ActiveGroup, OgsGroup, OgsGroupLeader, Room, Student, Visit
 
 router = APIRouter(prefix="/api/ogs-groups", tags=["home groups"])
+
+
+@router.get(
+    "",
+    response_model=list[OgsGroupPublic],
+    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
+)
+def get_ogs_groups(staff: AdminStaff, session: SessionDep) -> list[OgsGroupPublic]:
+    rows = session.exec(
+        select(OgsGroup, Room.name)
+        .join(Room, col(Room.id) == col(OgsGroup.room_id), isouter=True)
+        .order_by(col(OgsGroup.name), col(OgsGroup.id))
+    ).all()
+    return [
+        OgsGroupPublic(
+            id=str(group.id),
+            name=group.name,
+            room_id=None if group.room_id is None else str(group.room_id),
+            room_name=room_name,
+        )
+        for group, room_name in rows
+    ]
 
 
 @router.get(

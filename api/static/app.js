@@ -15,6 +15,7 @@
 import { ApiClient } from './api-client.js';
 import { createDebouncer } from './debouncer.js';
 import { clearToasts, toast, toastError } from './dom.js';
+import { createOfficeView } from './office-view.js';
 import { createOgsView } from './ogs-view.js';
 import { createRoomView } from './room-view.js';
 import { SseClient } from './sse-client.js';
@@ -40,6 +41,7 @@ function backoffOverrides() {
 
 const ROOM_EVENTS = new Set(['student_checkin', 'student_checkout']);
 const ACTIVITY_EVENTS = new Set(['activity_start', 'activity_end', 'activity_update']);
+const OFFICE_EVENTS = new Set(['device_status', 'occupancy']);
 
 /** Debugging hook (also read by browser tests). */
 const dashboard = { sseStatus: 'idle', lastEventId: null };
@@ -53,7 +55,9 @@ const api = new ApiClient({
 const refreshes = createDebouncer({ delayMs: REFRESH_DELAY_MS });
 const rooms = createRoomView({ api, onGroupsChanged: () => refreshMe() });
 const ogs = createOgsView({ api });
+const office = createOfficeView({ api, schedule: (key, task, ms) => refreshes.schedule(key, task, ms) });
 let stream = null;
+let staffId = null; // whom the stream must belong to (the cookie is shared by all tabs)
 let meTicket = 0;
 let resumable = false; // a content event arrived, so a reconnect resumes from its id
 
@@ -93,16 +97,19 @@ async function openDashboard() {
   startStream();
 }
 
-/** Back to the login screen: stream closed, timers cleared, tokens, cookie and data forgotten. */
+/**
+ * Back to the login screen: stream closed, timers cleared, tokens and data forgotten; the
+ * server revokes the login's refresh token and drops the HttpOnly cookie (api.logout()).
+ */
 function endSession(message = null) {
   stopStream();
   refreshes.cancelAll();
   meTicket += 1;
+  staffId = null;
   api.logout();
-  // The HttpOnly access cookie set at login is out of reach of scripts: the server drops it.
-  fetch('/api/auth/logout', { method: 'POST', credentials: 'same-origin' }).catch(() => {});
   rooms.clear();
   ogs.clear();
+  office.clear();
   clearToasts();
   dashboard.lastEventId = null;
   resumable = false;
@@ -122,9 +129,15 @@ function showLoginError(message) {
 // ---------- data ----------
 
 function applyMe(me, { refreshAll = false } = {}) {
+  staffId = me?.id == null ? null : String(me.id);
   $('staff-name').textContent = me?.name ?? '';
   rooms.apply(Array.isArray(me?.active_groups) ? me.active_groups : [], { refreshAll });
   ogs.apply(Array.isArray(me?.ogs_groups) ? me.ogs_groups : [], { refreshAll });
+  if (me?.admin) {
+    if (refreshAll) office.show();
+  } else {
+    office.hide();
+  }
 }
 
 async function refreshMe({ refreshAll = false } = {}) {
@@ -142,6 +155,7 @@ function refreshEverything() {
   refreshes.cancelAll();
   refreshMe({ refreshAll: true });
   rooms.loadRooms();
+  office.refreshAll();
 }
 
 // ---------- stream ----------
@@ -150,8 +164,9 @@ function startStream() {
   stopStream();
   stream = new SseClient({
     ...backoffOverrides(),
-    url: '/api/sse/events',
+    url: '/api/sse/events', // authenticated by the HttpOnly cookie: no token in the URL
     getToken: () => api.accessToken,
+    getUserId: () => staffId,
     refreshToken: () => api.refresh(),
     onStatus: renderConnection,
     onEvent: routeEvent,
@@ -200,6 +215,8 @@ function routeEvent(type, envelope, id) {
     }
     const ogsId = envelope?.data?.ogs_group_id == null ? null : String(envelope.data.ogs_group_id);
     if (ogsId && ogs.has(ogsId)) refreshes.schedule(`ogs:${ogsId}`, () => ogs.refreshRoster(ogsId));
+  } else if (OFFICE_EVENTS.has(type)) {
+    office.applyEvent(type, envelope);
   } else if (ACTIVITY_EVENTS.has(type)) {
     refreshes.schedule('me', () => refreshMe());
     refreshes.schedule('rooms', () => rooms.loadRooms());

@@ -275,7 +275,8 @@ def _supervise(children: list[Child], stop: threading.Event) -> int:
 def format_banner(
     school: dict[str, Any], base_url: str, *, broker: str, prefix: str, paths: DemoPaths
 ) -> str:
-    """What the demo prints once it runs: the URL, the supervisors' logins, where things are."""
+    """What the demo prints once it runs: the URL, the logins (supervisors, then the office's
+    admin), where things are."""
     rooms = {room["id"]: room["name"] for room in school.get("rooms", [])}
     supervised = {
         staff_id: f"{group['name']} ({rooms.get(group['room_id'], '?')})"
@@ -286,6 +287,11 @@ def format_banner(
         f"{staff['email']} / {staff['password']}".ljust(40) + supervised[staff["id"]]
         for staff in school.get("staff", [])
         if staff.get("password") and not staff.get("admin") and staff["id"] in supervised
+    ]
+    logins += [
+        f"{staff['email']} / {staff['password']}".ljust(40) + "Büro: Anwesenheit, Leser, Räume"
+        for staff in school.get("staff", [])
+        if staff.get("password") and staff.get("admin")
     ]
     readers = sum(1 for d in school.get("devices", []) if d.get("active", True))
     here = _relative(paths.root)

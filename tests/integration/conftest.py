@@ -5,7 +5,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -20,6 +22,11 @@ from tests.support.server import BridgeServer
 from tests.support.sse import SseStream
 
 DEVICE_IDS = [device["id"] for device in school_document()["devices"]]
+
+
+def far_day_end() -> str:
+    """A DAY_END twelve hours from now in the school's (default) time zone."""
+    return (datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(hours=12)).strftime("%H:%M")
 
 
 @pytest.fixture
@@ -121,6 +128,9 @@ def make_system(
             "SSE_CLIENT_BUFFER": str(settings.sse_client_buffer),
             "SCAN_DEBOUNCE_SECONDS": str(settings.scan_debounce_seconds),
             "JWT_ACCESS_TTL": str(settings.jwt_access_ttl),
+            # Far from now, so no test meets the end of the school day by chance (CI may
+            # run at 18:00 in Berlin); tests of the day end set their own.
+            "DAY_END": far_day_end(),
             **(env or {}),
         }
         directory = tmp_path / f"bridge-{len(systems)}"

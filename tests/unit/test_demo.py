@@ -38,7 +38,9 @@ def test_the_packaged_demo_school_is_the_test_fixture() -> None:
     assert json.loads(SCHOOL_FILE.read_text()) == json.loads(FIXTURE.read_text())
 
 
-def test_the_banner_shows_the_url_and_the_two_supervisor_logins(tmp_path: Path) -> None:
+def test_the_banner_shows_the_url_the_supervisor_logins_and_the_office_login(
+    tmp_path: Path,
+) -> None:
     school = json.loads(SCHOOL_FILE.read_text())
     paths = DemoPaths(tmp_path / "demo")
 
@@ -50,4 +52,5 @@ def test_the_banner_shows_the_url_and_the_two_supervisor_logins(tmp_path: Path) 
     assert "schmidt@example.org / schmidt-demo-1" in text
     assert "yilmaz@example.org / yilmaz-demo-2" in text
     assert "Hausaufgaben (Raum 101)" in text
-    assert "admin@example.org" not in text
+    assert "admin@example.org / admin-demo-4" in text
+    assert text.index("yilmaz@example.org") < text.index("admin@example.org")  # office last

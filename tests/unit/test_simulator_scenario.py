@@ -11,6 +11,7 @@ from edge_bridge.wire import ScanResult
 from simulator.data import SimData, build_import_file, data_from_import
 from simulator.scenario import (
     ACCEPTED_RESULTS,
+    ModelStay,
     PlanOptions,
     PresenceModel,
     ScanKind,
@@ -89,6 +90,17 @@ def test_scan_in_another_room_transfers_the_student() -> None:
 
     assert result == ScanResult.TRANSFERRED
     assert model.present == {"456": "2"}
+
+
+def test_the_model_keeps_each_students_stays_in_order_for_the_attendance_record() -> None:
+    model = make_model()
+    model.expect("reader-101", MAX_TAG, 0.0)
+    model.expect("reader-gym", MAX_TAG, 5.0)
+    model.expect("reader-gym", MAX_TAG, 5.5)  # a double tap changes nothing
+
+    model.expect("reader-gym", MAX_TAG, 20.0)
+
+    assert model.stays == {"456": (ModelStay("1", 0.0, 5.0), ModelStay("2", 5.0, 20.0))}
 
 
 def test_second_tap_within_debounce_on_the_same_reader_is_a_duplicate() -> None:

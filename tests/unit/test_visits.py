@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from edge_bridge.errors import ConflictError, NotFoundError
-from edge_bridge.events import Event, EventType, Source
+from edge_bridge.events import EventType, Source
 from edge_bridge.models import ActiveGroup, Student, Supervision, Visit
 from edge_bridge.store import Store
 from edge_bridge.visits import (
@@ -23,6 +23,7 @@ from edge_bridge.visits import (
     start_activity,
 )
 from edge_bridge.wire import ScanResult
+from tests.factories import RecordingBroadcaster
 
 NOW = datetime(2026, 11, 26, 13, 30, tzinfo=UTC)
 
@@ -74,27 +75,6 @@ def test_the_contract_table(state: ScanState, expected: tuple[Action, ScanResult
     assert decide_scan(state) == expected
 
 
-class RecordingBroadcaster:
-    """Collects what the store announces after each commit."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.staff_updates: list[tuple[int, frozenset[int], frozenset[int], bool]] = []
-
-    def publish_threadsafe(self, event: Event) -> None:
-        self.events.append(event)
-
-    def update_staff_threadsafe(
-        self,
-        staff_id: int,
-        *,
-        active_group_ids: frozenset[int],
-        ogs_group_ids: frozenset[int],
-        keep_current: bool = False,
-    ) -> None:
-        self.staff_updates.append((staff_id, active_group_ids, ogs_group_ids, keep_current))
-
-
 @pytest.fixture
 def store(school_engine: Engine) -> tuple[Store, RecordingBroadcaster]:
     broadcaster = RecordingBroadcaster()
@@ -128,14 +108,14 @@ def test_a_manual_transfer_closes_the_old_visit_and_announces_both_events(
     )
 
     assert result is ScanResult.TRANSFERRED
-    types = [(e.type, e.active_group_id, e.data["source"]) for e in broadcaster.events]
+    types = [(e.type, e.active_group_id, e.data["source"]) for e in broadcaster.group_events]
     assert types == [
         (EventType.STUDENT_CHECKIN, 124, "manual"),
         (EventType.STUDENT_CHECKOUT, 124, "manual"),
         (EventType.STUDENT_CHECKIN, 123, "manual"),
     ]
     assert [e.id for e in broadcaster.events] == sorted(e.id for e in broadcaster.events)
-    assert broadcaster.events[0].route_ogs_group_id == 7
+    assert broadcaster.group_events[0].route_ogs_group_id == 7
     with Session(writer.engine) as session:
         open_groups = session.exec(
             select(Visit.active_group_id).where(col(Visit.exit_time).is_(None))
@@ -155,7 +135,7 @@ def test_checking_in_twice_to_the_same_group_is_a_conflict_and_changes_nothing(
     with pytest.raises(ConflictError):
         writer.write_blocking(work)
 
-    assert len(broadcaster.events) == 1
+    assert len(broadcaster.group_events) == 1
 
 
 def test_checking_out_a_student_who_is_not_there_is_not_found(
@@ -221,7 +201,7 @@ def test_ending_an_activity_closes_visits_and_tells_home_group_leaders(
         (None, 8),
     ]
     assert all(e.data["source"] == "automated" for e in automated)
-    end = broadcaster.events[-1]
+    end = broadcaster.group_events[-1]
     assert (end.type, end.data["student_ids"]) == (EventType.ACTIVITY_END, ["401", "431"])
     # the group is dropped only after its activity_end was published
     assert broadcaster.staff_updates == [

@@ -1,0 +1,82 @@
+"""End of day: `close_day` closes what began before the day end, once, with events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from edge_bridge.day_end import close_day
+from edge_bridge.events import EventType, Source
+from edge_bridge.models import Student, Visit
+from edge_bridge.store import Store
+from edge_bridge.visits import Actor, check_in, running_group
+from tests.factories import RecordingBroadcaster
+
+BERLIN = ZoneInfo("Europe/Berlin")
+SIX_PM = time(18, 0)
+
+
+def _check_in(store: Store, student_id: int, group_id: int, at: datetime) -> None:
+    def work(tx):  # type: ignore[no-untyped-def]
+        student = tx.session.get(Student, student_id)
+        check_in(
+            tx,
+            student,
+            running_group(tx, group_id),
+            at=at,
+            source=Source.RFID,
+            by=Actor(Source.RFID, device_id="reader-101"),
+        )
+
+    store.write_blocking(work)
+
+
+def test_close_day_closes_every_visit_begun_before_the_cutoff_once(school_engine: Engine) -> None:
+    broadcaster = RecordingBroadcaster()
+    store = Store(school_engine, broadcaster=broadcaster)
+    cutoff = datetime(2026, 12, 2, 17, 0, tzinfo=UTC)
+    _check_in(store, 401, 124, cutoff - timedelta(hours=3))
+    _check_in(store, 402, 123, cutoff - timedelta(hours=1))
+    _check_in(store, 403, 124, cutoff + timedelta(minutes=1))  # after the day end: stays open
+    broadcaster.events.clear()
+
+    closed = store.write_blocking(lambda tx: close_day(tx, cutoff=cutoff))
+    again = store.write_blocking(lambda tx: close_day(tx, cutoff=cutoff))
+
+    assert closed == [401, 402]
+    assert again == []
+    with Session(school_engine) as session:
+        visits = {v.student_id: v for v in session.exec(select(Visit)).all()}
+    assert visits[401].exit_time == cutoff and visits[401].exit_reason == "auto_checkout"
+    assert visits[402].exit_source == "automated"
+    assert visits[403].exit_time is None
+    checkouts = [e for e in broadcaster.events if e.type is EventType.STUDENT_CHECKOUT]
+    assert [(e.data["student_id"], e.data["source"]) for e in checkouts] == [
+        ("401", "automated"),
+        ("402", "automated"),
+    ]
+    assert checkouts[0].route_ogs_group_id == 7  # the home-group leader hears of it
+    [occupancy] = [e for e in broadcaster.events if e.type is EventType.OCCUPANCY]
+    assert occupancy.route_admin  # the office view learns the rooms emptied
+    assert {room["room_id"]: room["student_count"] for room in occupancy.data["rooms"]} == {
+        "1": 1,  # 403 stays in Raum 101
+        "2": 0,
+    }
+
+
+def test_a_check_in_the_next_day_succeeds_after_the_day_was_closed(school_engine: Engine) -> None:
+    store = Store(school_engine)
+    cutoff = datetime(2026, 12, 2, 17, 0, tzinfo=UTC)
+    _check_in(store, 401, 124, cutoff - timedelta(hours=2))
+    store.write_blocking(lambda tx: close_day(tx, cutoff=cutoff))
+
+    _check_in(store, 401, 124, cutoff + timedelta(hours=16))
+
+    with Session(school_engine) as session:
+        open_visits = session.exec(
+            select(Visit).where(Visit.student_id == 401, col(Visit.exit_time).is_(None))
+        ).all()
+    assert [v.entry_time for v in open_visits] == [cutoff + timedelta(hours=16)]
