@@ -30,6 +30,7 @@ from edge_bridge.bridge import Bridge
 from edge_bridge.config import Settings
 from edge_bridge.errors import EdgeBridgeError
 from edge_bridge.refresh_tokens import PruneSchedule
+from edge_bridge.token_cache import AccessTokenCache
 from edge_bridge.tuning import REFRESH_TOKEN_PRUNE_INTERVAL_SECONDS
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
     app.state.metrics = bridge.metrics
     app.state.presence = bridge.presence
     app.state.directory = bridge.directory
+    app.state.access_tokens = AccessTokenCache(secret=settings.jwt_secret)
     app.state.ingest_healthy = bridge.ingest_healthy
     app.state.login_limiters = LoginLimits()
     app.state.refresh_prune = PruneSchedule(REFRESH_TOKEN_PRUNE_INTERVAL_SECONDS)

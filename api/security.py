@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 from fastapi import HTTPException, Request, status
 
 from edge_bridge.directory import StaffEntry
-from edge_bridge.tokens import TokenClaims, TokenError, decode_token
+from edge_bridge.token_cache import AccessTokenCache
+from edge_bridge.tokens import TokenClaims, TokenError
 
 logger = logging.getLogger(__name__)
 ACCESS_COOKIE = "access_token"
@@ -129,7 +130,7 @@ def check_origin(request: Request, *, required: bool) -> None:
     )
 
 
-def verify_request_token(request: Request, secret: str) -> TokenClaims:
+def verify_request_token(request: Request, tokens: AccessTokenCache) -> TokenClaims:
     """The claims of the request's access token; 401 (logged without the token) otherwise.
 
     A state-changing request authenticated by the cookie is checked for CSRF first (403).
@@ -147,7 +148,7 @@ def verify_request_token(request: Request, secret: str) -> TokenClaims:
         msg = "Not authenticated"
         raise _unauthorized(msg)
     try:
-        return decode_token(token, secret=secret, expected_type="access")
+        return tokens.verify(token)
     except TokenError as exc:
         logger.warning(
             "Auth refused reason=%s source=%s path=%s client=%s",
@@ -163,7 +164,7 @@ def verify_request_token(request: Request, secret: str) -> TokenClaims:
 async def authenticate(request: Request) -> Principal:
     """The dependency behind `CurrentStaff`."""
     state = request.app.state
-    claims = verify_request_token(request, state.settings.jwt_secret)
+    claims = verify_request_token(request, state.access_tokens)
     staff = state.directory.staff(claims.staff_id)
     if staff is None:
         logger.warning(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, status
 from sqlmodel import col, select
 
 from api.deps import AdminStaff, CurrentStaff, SessionDep
+from api.routes.me import led_groups
 from api.schemas import ErrorOut, OgsGroupPublic, RosterEntry, ValidationErrorOut
 from edge_bridge.models import ActiveGroup, OgsGroup, OgsGroupLeader, Room, Student, Visit
 
@@ -21,20 +22,7 @@ router = APIRouter(prefix="/api/ogs-groups", tags=["home groups"])
     responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
 )
 def get_ogs_groups(staff: AdminStaff, session: SessionDep) -> list[OgsGroupPublic]:
-    rows = session.exec(
-        select(OgsGroup, Room.name)
-        .join(Room, col(Room.id) == col(OgsGroup.room_id), isouter=True)
-        .order_by(col(OgsGroup.name), col(OgsGroup.id))
-    ).all()
-    return [
-        OgsGroupPublic(
-            id=str(group.id),
-            name=group.name,
-            room_id=None if group.room_id is None else str(group.room_id),
-            room_name=room_name,
-        )
-        for group, room_name in rows
-    ]
+    return led_groups(session, None)
 
 
 @router.get(
