@@ -27,13 +27,14 @@ from pydantic import ValidationError
 from sqlmodel import select
 
 from edge_bridge.config import Settings
+from edge_bridge.dberrors import is_transient_error
 from edge_bridge.logthrottle import LogThrottle
 from edge_bridge.metrics import Metrics
 from edge_bridge.models import Device, utcnow
 from edge_bridge.mqtt_client import Inbound, MqttClient
 from edge_bridge.presence import Presence
 from edge_bridge.scans import MESSAGES, Scan, record_scans, within_skew
-from edge_bridge.store import Store, Tx, is_transient_error
+from edge_bridge.store import Store, Tx
 from edge_bridge.tuning import (
     INGEST_MAX_BATCH,
     INGEST_RETRY_MAX_SECONDS,

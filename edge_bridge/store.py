@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -31,48 +30,6 @@ from edge_bridge.occupancy import occupancy_event
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _PG_EVENT_LOCK = 0x45444745  # "EDGE": serializes event-producing transactions across processes
-# PostgreSQL SQLSTATEs that say "try again later", not "this statement is wrong": connection
-# exceptions (08), insufficient resources (53), operator intervention such as a shutdown or a
-# server still starting (57), serialization failure, deadlock, lock not available.
-_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
-
-
-def is_transient_error(error: BaseException) -> bool:
-    """True when `error` (or what caused it) says the database is unavailable for now.
-
-    Such a failure says nothing about the work that hit it: the caller retries later instead
-    of treating the work as bad. SQLite's "database is locked" and "busy" count; its other
-    OperationalErrors (no such table, …) do not.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if _is_transient_one(current):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _is_transient_one(error: BaseException) -> bool:
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-        return True
-    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection became free
-        return True
-    orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error
-    if not any(cls.__name__ == "OperationalError" for cls in type(orig).__mro__):
-        return False
-    module = type(orig).__module__
-    if module.startswith("psycopg"):
-        sqlstate = getattr(orig, "sqlstate", None)
-        if sqlstate is None:  # refused, reset, closed: no server answer to carry a state
-            return True
-        return sqlstate in _TRANSIENT_SQLSTATES or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
-    if module.startswith("sqlite3"):
-        message = str(orig).lower()
-        return "locked" in message or "busy" in message
-    return False
 
 
 class Broadcaster(Protocol):

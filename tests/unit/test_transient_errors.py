@@ -9,7 +9,7 @@ import pytest
 from psycopg import errors as pg_errors
 from sqlalchemy import exc as sa_exc
 
-from edge_bridge.store import is_transient_error
+from edge_bridge.dberrors import is_transient_error
 
 
 def _wrapped(orig: Exception, *, invalidated: bool = False) -> sa_exc.DBAPIError:
@@ -33,6 +33,11 @@ def _wrapped(orig: Exception, *, invalidated: bool = False) -> sa_exc.DBAPIError
         pg_errors.LockNotAvailable("canceling statement due to lock timeout"),
         pg_errors.AdminShutdown("terminating connection due to administrator command"),
         pg_errors.CannotConnectNow("the database system is starting up"),
+        pg_errors.DiskFull("could not extend file"),
+        pg_errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"),
+        sqlite3.OperationalError("database or disk is full"),
+        sqlite3.OperationalError("disk I/O error"),
+        sqlite3.OperationalError("unable to open database file"),
     ],
 )
 def test_lost_connections_locks_and_serialization_failures_are_transient(
@@ -67,6 +72,37 @@ def test_a_transient_error_is_found_behind_the_exception_that_it_caused() -> Non
             raise RuntimeError("writer failed") from inner
     except RuntimeError as outer:
         assert is_transient_error(outer)
+
+
+def test_a_bug_raised_while_handling_a_transient_error_is_not_transient() -> None:
+    try:
+        try:
+            raise _wrapped(sqlite3.OperationalError("database is locked"))
+        except sa_exc.DBAPIError:
+            raise KeyError("reader-101")  # noqa: B904  (a bug in the handler, not `from`)
+    except KeyError as bug:
+        assert bug.__context__ is not None
+        assert not is_transient_error(bug)
+
+
+def test_a_real_sqlite_error_is_told_by_its_result_code(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "x.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    writer = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            writer.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError) as missing:
+            writer.execute("SELECT * FROM no_such_table")
+    finally:
+        writer.close()
+        holder.close()
+
+    assert locked.value.sqlite_errorcode & 0xFF == 5  # SQLITE_BUSY
+    assert is_transient_error(_wrapped(locked.value))
+    assert not is_transient_error(_wrapped(missing.value))
 
 
 def test_a_plain_bug_is_not_transient() -> None:
