@@ -6,7 +6,8 @@ back and can break a long-lived event stream. This one only adds headers to the
 
 The dashboard (api/static/) has no inline script or style, so `default-src 'self'` holds for
 it; its favicon is a `data:` image. FastAPI's /docs and /redoc pages load their scripts from
-a CDN and run an inline one: they get every header but the CSP's resource rules.
+a CDN and run an inline one: they get every header but the CSP's resource rules. Only
+those pages (and what lies under them, such as /docs/oauth2-redirect): `/docsX` is not one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ SECURITY_HEADERS = {
 }
 
 
+def is_docs_path(path: str) -> bool:
+    """True for /docs, /redoc and the paths below them; not for /docsX or /redocs."""
+    return any(path == docs or path.startswith(f"{docs}/") for docs in _DOCS_PATHS)
+
+
 class SecurityHeadersMiddleware:
     """Adds CSP, nosniff, Referrer-Policy and X-Frame-Options unless a route set its own."""
 
@@ -37,7 +43,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = str(scope.get("path", "")).startswith(_DOCS_PATHS)
+        docs = is_docs_path(str(scope.get("path", "")))
         policy = DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY
 
         async def send_with_headers(message: Message) -> None:

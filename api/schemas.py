@@ -44,7 +44,12 @@ class LoginIn(BaseModel):
 
 
 class RefreshIn(BaseModel):
-    """A refresh token (or none: the body may be empty when the cookie is used)."""
+    """The body of `/api/auth/refresh` and `/api/auth/logout`: the login's refresh token.
+
+    Refresh needs it (no body: 401 "Refresh token missing"; no cookie carries a refresh
+    token, the `access_token` cookie only the access token). Logout may go without a body:
+    it then only drops the access cookie and revokes nothing.
+    """
 
     refresh_token: str = Field(min_length=10, max_length=4096)
 

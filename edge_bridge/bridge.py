@@ -1,6 +1,10 @@
 """The running bridge: engine, event log, hub, single writer, presence, MQTT ingest and the
 end of the school day.
 
+What committed reaches the hub by one path, `store.Announcer`, on the loop: fed by the store
+after each commit on SQLite (one process), and on PostgreSQL only by the event-log tail
+(`tail.py`), in every instance, so each sees what any instance wrote.
+
 `Bridge.start()` and `stop()` are called by the web app's lifespan; the pieces are plain
 attributes so the HTTP layer can hand them to handlers.
 """
@@ -14,8 +18,8 @@ from collections.abc import Awaitable, Callable
 
 from edge_bridge.config import Settings
 from edge_bridge.day_end import DayEnd
-from edge_bridge.db import make_engine, migrate
-from edge_bridge.directory import StaffDirectory
+from edge_bridge.db import is_postgres, make_engine, migrate
+from edge_bridge.directory import StaffDirectory, load_directory
 from edge_bridge.eventlog import EventLog
 from edge_bridge.events import Event
 from edge_bridge.hub import Hub
@@ -24,11 +28,13 @@ from edge_bridge.metrics import Metrics
 from edge_bridge.models import utcnow
 from edge_bridge.presence import Presence
 from edge_bridge.scans import prune_processed_scans
-from edge_bridge.store import Store, Tx
+from edge_bridge.store import Announcer, Store, Tx
+from edge_bridge.tail import EventTail, register_tail_metrics
 from edge_bridge.tuning import (
     GROUP_REFRESH_SECONDS,
     PRESENCE_FLUSH_SECONDS,
     PRUNE_INTERVAL_MAX_SECONDS,
+    TAIL_CATCH_UP_WAIT_SECONDS,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,7 +57,7 @@ class Bridge:
         """`encode` is the stream's frame encoder (`api.sse.encode_event`), given to the hub."""
         self.settings = settings
         self.engine = make_engine(settings.database_url)
-        self.metrics = Metrics()
+        self.metrics = Metrics(instance_id=settings.instance)
         self.eventlog = EventLog(
             self.engine,
             retention_seconds=settings.event_retention_seconds,
@@ -65,14 +71,19 @@ class Bridge:
             replay_limit=settings.sse_replay_limit,
             max_streams_per_staff=settings.sse_max_streams_per_staff,
             max_streams=settings.sse_max_streams,
+            catch_up_wait_seconds=TAIL_CATCH_UP_WAIT_SECONDS if is_postgres(self.engine) else 0,
         )
         self.directory = StaffDirectory()
-        self.store = Store(
-            self.engine,
-            broadcaster=self.hub,
-            on_published=self._count_event,
-            directory=self.directory,
+        self.announcer = Announcer(
+            self.hub, directory=self.directory, on_published=self._count_event
         )
+        # PostgreSQL: the hub hears only the tail, in every instance; SQLite: the store.
+        self.tail = (
+            EventTail(self.engine, self.announcer, eventlog=self.eventlog)
+            if is_postgres(self.engine)
+            else None
+        )
+        self.store = Store(self.engine, announcer=None if self.tail else self.announcer)
         self.presence = Presence(self.store, tz=settings.timezone)
         self.day_end = DayEnd(self.store, tz=settings.timezone, day_end=settings.day_end)
         self.ingest = (
@@ -82,13 +93,17 @@ class Bridge:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics.watch(self._live_metrics)
+        if self.tail is not None:
+            register_tail_metrics(self.metrics.registry, self.tail)
 
     async def start(self) -> None:
         await asyncio.to_thread(migrate, self.engine)
-        self.hub.bind(asyncio.get_running_loop())
-        self.hub.last_event_id = await asyncio.to_thread(self.eventlog.last_event_id)
+        if self.tail is not None:
+            await self.tail.start()  # position and directory, before anything is written
+        else:
+            self.hub.last_event_id = await asyncio.to_thread(self.eventlog.last_event_id)
+            await self.refresh_subscriptions()
         await self.presence.load()
-        await self.refresh_subscriptions()
         await self._prune()
         await self.day_end.catch_up()  # a day end passed while the bridge was down
         if self.ingest is not None:
@@ -100,11 +115,15 @@ class Bridge:
             asyncio.create_task(
                 self._every(PRESENCE_FLUSH_SECONDS, self.presence.flush), name="presence-flush"
             ),
-            asyncio.create_task(
-                self._every(GROUP_REFRESH_SECONDS, self.refresh_subscriptions), name="groups"
-            ),
             asyncio.create_task(self.day_end.run(), name="day-end"),
         ]
+        if self.tail is None:  # on PostgreSQL the tail re-reads the directory itself
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(GROUP_REFRESH_SECONDS, self.refresh_subscriptions),
+                    name="groups",
+                )
+            )
         logger.info("Bridge started last_event_id=%d", self.hub.last_event_id)
 
     async def stop(self) -> None:
@@ -116,6 +135,8 @@ class Bridge:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.tail is not None:
+            await self.tail.stop()
         self.hub.close_all("shutdown")
         with contextlib.suppress(Exception):
             await self.presence.flush()
@@ -129,20 +150,23 @@ class Bridge:
     def ingest_healthy(self) -> bool:
         return self.ingest is not None and self.ingest.healthy()
 
+    def tail_status(self) -> str | None:
+        """The event-log tail's `status()` (PostgreSQL); None on SQLite, which has none."""
+        return None if self.tail is None else self.tail.status()
+
     def database_unreachable(self) -> bool:
         """The ingest met a transient database error and is still waiting for it to pass."""
         return self.ingest is not None and self.ingest.database_unreachable
 
     async def refresh_subscriptions(self) -> None:
-        """Reload the staff directory; every open stream follows its staff member's groups.
+        """SQLite: reload the staff directory; every open stream follows its staff member's
+        groups (an import in another process changes them).
 
-        Runs through the writer, so it is ordered with the changes the writer announces.
+        Read through the writer and announced like its commits, so it is ordered with them.
         """
-        connected = self.hub.staff_ids()
 
         def work(tx: Tx) -> None:
-            self.directory.reload(tx.session)
-            tx.staff_changed.update(connected)
+            tx.directory = load_directory(tx.session)
 
         await self.store.write(work)
 

@@ -107,18 +107,19 @@ def _credentials(settings: Settings, args: argparse.Namespace) -> int:
         with Session(engine) as session:
             ids = sorted(session.exec(select(Device.id)).all())
     bridge = settings.mqtt.username or settings.mqtt_client_id
+    bridges = list(dict.fromkeys([bridge, *args.bridge_user]))  # several instances: one user each
     provision(password_file, ids, credentials_file=Path(args.credentials_file))
-    bridge_password = provision(password_file, [bridge])[bridge] if args.bridge else None
+    bridge_passwords = provision(password_file, bridges) if args.bridge else {}
     write_acl(
-        password_file.with_name("acl"), prefix=settings.mqtt_topic_prefix, bridge_username=bridge
+        password_file.with_name("acl"), prefix=settings.mqtt_topic_prefix, bridge_usernames=bridges
     )
     print(
         f"{len(ids)} reader password(s) written to {args.credentials_file} (mode 0600); "
         "send SIGHUP to mosquitto to load them"
     )
-    if bridge_password:
-        endpoint = settings.mqtt
-        print(f"MQTT_URL=mqtt://{bridge}:{bridge_password}@{endpoint.host}:{endpoint.port}")
+    endpoint = settings.mqtt
+    for name, password in bridge_passwords.items():
+        print(f"MQTT_URL=mqtt://{name}:{password}@{endpoint.host}:{endpoint.port}")
     return 0
 
 
@@ -154,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     creds.add_argument("--password-file", default="mosquitto/passwd")
     creds.add_argument("--credentials-file", default="data/reader-credentials.json")
     creds.add_argument("--bridge", action="store_true", help="also (re)set the bridge's password")
+    creds.add_argument(
+        "--bridge-user",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another bridge instance's MQTT user (repeat per instance): ACL rights, and a "
+        "password with --bridge",
+    )
     creds.set_defaults(run=_credentials)
     backup = commands.add_parser("backup", help="online backup of the SQLite database")
     backup.add_argument("file")
@@ -171,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeBridgeError as exc:
         print(f"edge-bridge: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, instance_id=settings.instance)
     try:
         return int(args.run(settings, args))
     except EdgeBridgeError as exc:

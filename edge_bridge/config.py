@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import secrets
+import socket
 import stat
 from collections import Counter
 from datetime import time
@@ -48,6 +50,7 @@ _BYTE_UNITS = {
     "mb": 1 << 20,
     "mib": 1 << 20,
 }
+_TOPIC_LEVEL = re.compile(r"^[^/+#\s\x00]{1,64}$")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -61,6 +64,9 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field(default="edge-bridge", min_length=1, max_length=64)
     mqtt_ca_file: str | None = None  # CA bundle for mqtts:// (default: the system's)
     mqtt_topic_prefix: str = Field(default="phoenix", min_length=1)
+    # Several instances (CONTRACT §8): scans through `$share/<group>/…`; empty: plain subscription.
+    mqtt_shared_group: str = ""
+    instance_id: str = ""  # empty: `<hostname>:<port>`; in every log line and metric
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     jwt_secret: str = ""
@@ -134,6 +140,19 @@ class Settings(BaseSettings):
             msg = "must be an SQLAlchemy URL such as sqlite:///./data/edge_bridge.db"
             raise ValueError(msg)
         return value
+
+    @field_validator("mqtt_shared_group", "instance_id")
+    @classmethod
+    def _check_topic_level(cls, value: str) -> str:
+        if value and not _TOPIC_LEVEL.match(value):
+            msg = "must be 1-64 characters without / + # or spaces (it is one MQTT topic level)"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def instance(self) -> str:
+        """INSTANCE_ID, or `<hostname>:<port>` when it is not set."""
+        return self.instance_id or f"{socket.gethostname()}:{self.port}"
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -36,6 +36,7 @@ MOSQUITTO_PASSWD_TIMEOUT_SECONDS = 30
 _USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 _PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")
+_BRIDGE_BLOCK = "user {bridge_username}\n"  # the template's per-bridge block starts here
 
 
 class CredentialsError(EdgeBridgeError):
@@ -46,27 +47,45 @@ def render_acl(
     *,
     prefix: str,
     bridge_username: str = DEFAULT_BRIDGE_USERNAME,
+    bridge_usernames: Sequence[str] | None = None,
     template_path: Path = ACL_TEMPLATE_PATH,
 ) -> str:
-    """The ACL file's text for one topic prefix and bridge username (mosquitto/acl.template)."""
+    """The ACL file's text for one topic prefix and its bridge username(s) (mosquitto/acl.template).
+
+    `bridge_usernames` (several instances, each its own MQTT user) repeats the template's
+    bridge block, from its `user {bridge_username}` line to the end, once per name; without
+    it the one `bridge_username` is rendered.
+    """
     prefix = _check_prefix(prefix)
-    _check_username(bridge_username)
+    names = list(dict.fromkeys(bridge_usernames or [bridge_username]))
+    for name in names:
+        _check_username(name)
     try:
         template = template_path.read_text(encoding="utf-8")
     except OSError as exc:
         msg = f"cannot read the ACL template {template_path}: {exc.strerror}"
         raise CredentialsError(msg) from None
-    text = template.replace("{prefix}", prefix).replace("{bridge_username}", bridge_username)
+    head, marker, block = template.partition(_BRIDGE_BLOCK)
+    blocks = [(marker + block).replace("{bridge_username}", name) for name in names]
+    text = head.replace("{bridge_username}", "`, `".join(names)) + "\n".join(blocks)
+    text = text.replace("{prefix}", prefix)
     if leftover := _PLACEHOLDER.search(text):
         msg = f"unknown placeholder {leftover.group()} in the ACL template {template_path}"
         raise CredentialsError(msg)
     return text
 
 
-def write_acl(path: Path, *, prefix: str, bridge_username: str = DEFAULT_BRIDGE_USERNAME) -> None:
+def write_acl(
+    path: Path,
+    *,
+    prefix: str,
+    bridge_username: str = DEFAULT_BRIDGE_USERNAME,
+    bridge_usernames: Sequence[str] | None = None,
+) -> None:
     """Render the ACL and replace the file at `path` with it in one rename (mode 0644)."""
-    _write_atomically(path, render_acl(prefix=prefix, bridge_username=bridge_username), 0o644)
-    logger.info("ACL written path=%s prefix=%s bridge_username=%s", path, prefix, bridge_username)
+    names = list(bridge_usernames or [bridge_username])
+    _write_atomically(path, render_acl(prefix=prefix, bridge_usernames=names), 0o644)
+    logger.info("ACL written path=%s prefix=%s bridge_usernames=%s", path, prefix, ",".join(names))
 
 
 def generate_password() -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
@@ -58,15 +58,20 @@ class DayEnd:
         tz: ZoneInfo,
         day_end: time,
         clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
         self.tz = tz
         self.day_end = day_end
         self.clock = clock
+        self._sleep = sleep
 
     async def catch_up(self) -> list[int]:
         """Close what the latest day end should have closed (nothing when it ran)."""
-        cutoff = latest_day_end(self.clock(), tz=self.tz, day_end=self.day_end)
+        return await self.close(latest_day_end(self.clock(), tz=self.tz, day_end=self.day_end))
+
+    async def close(self, cutoff: datetime) -> list[int]:
+        """Close every visit begun before `cutoff`, at `cutoff`."""
         closed = await self.store.write(lambda tx: close_day(tx, cutoff=cutoff))
         if closed:
             logger.info(
@@ -81,8 +86,12 @@ class DayEnd:
         while True:
             now = self.clock()
             due = next_day_end(now, tz=self.tz, day_end=self.day_end)
-            await asyncio.sleep(max(0.0, (due - now).total_seconds()))
+            wait = max(0.0, (due - now).total_seconds())
+            logger.info("Day end scheduled at=%s in_s=%.1f", due.isoformat(), wait)
+            await self._sleep(wait)
             try:
-                await self.catch_up()
+                # The instant it was due, not the clock now: the loop's timer may wake a
+                # hair early by the wall clock, and the day end must not slip to tomorrow.
+                await self.close(due)
             except Exception:
                 logger.exception("Day end failed; retrying at the next one")

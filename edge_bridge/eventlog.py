@@ -4,6 +4,16 @@ Replay judges age itself: a client that missed an event older than the retention
 `None` (a resync) even before the pruning job has deleted it, so the answer does not depend
 on when that job last ran. `event_log_state.pruned_through_id` marks ids that are gone: by
 pruning, or by a restore (`backup.py`), which sets it above every id issued before.
+
+On PostgreSQL the log is also how instances tell each other what committed (`tail.py`): each
+event-producing transaction ends with `pg_notify(EVENTS_CHANNEL, '<its newest id>')`, and a
+change of someone's supervision is written as two internal `staff_changed` rows around the
+commit's events (phase `gain` before, `settle` after, with the staff members' groups at
+commit), so every instance's streams gain groups before the events and lose them after.
+Internal rows are routed to no one: replay never reads them and the hub never gets them.
+A change to the directory made outside the writer (`edge-bridge import`) is announced by a
+`directory` notification alone (`announce_directory_changed`), which makes every tail reload
+the directory.
 """
 
 from __future__ import annotations
@@ -11,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from sqlalchemy import func, insert, or_
+from sqlalchemy import func, insert, or_, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, select
 
@@ -30,24 +42,85 @@ from edge_bridge.models import (
 
 logger = logging.getLogger(__name__)
 
+# (active groups supervised now, home groups led) of one staff member
+Groups = tuple[frozenset[int], frozenset[int]]
+EVENTS_CHANNEL = "edge_events"  # NOTIFY channel: payload an event id, or DIRECTORY_CHANGED
+DIRECTORY_CHANGED = "directory"
+STAFF_CHANGED = "staff_changed"  # the type of internal rows; not an `EventType`
+Phase = Literal["gain", "settle"]
 
-def append_events(session: Session, new_events: list[NewEvent]) -> list[Event]:
-    """Insert events in the caller's transaction, in order; returns them with their ids."""
-    now = utcnow()
-    rows = [
-        {
-            "type": str(new_event.type),
-            "active_group_id": new_event.active_group_id,
-            "route_active_group_id": new_event.route_active_group_id,
-            "route_ogs_group_id": new_event.route_ogs_group_id,
-            "route_admin": new_event.route_admin,
-            "data": json.dumps(new_event.data, ensure_ascii=False, separators=(",", ":")),
-            "created_at": now,
-        }
-        for new_event in new_events
-    ]
+
+@dataclass(frozen=True, slots=True)
+class StaffChange:
+    """An internal row: these staff members' groups as of the commit that changed them.
+
+    `gain` comes before that commit's events (streams only add groups), `settle` after them
+    (streams take exactly these groups).
+    """
+
+    id: int
+    phase: Phase
+    groups: Mapping[int, Groups]
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _event_row(new_event: NewEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "type": str(new_event.type),
+        "active_group_id": new_event.active_group_id,
+        "route_active_group_id": new_event.route_active_group_id,
+        "route_ogs_group_id": new_event.route_ogs_group_id,
+        "route_admin": new_event.route_admin,
+        "data": _json(new_event.data),
+        "created_at": now,
+    }
+
+
+def _staff_row(phase: Phase, groups: Mapping[int, Groups], now: datetime) -> dict[str, Any]:
+    staff = {str(sid): [sorted(active), sorted(ogs)] for sid, (active, ogs) in groups.items()}
+    return {
+        "type": STAFF_CHANGED,
+        "active_group_id": None,
+        "route_active_group_id": None,
+        "route_ogs_group_id": None,
+        "route_admin": False,
+        "data": _json({"phase": phase, "staff": staff}),
+        "created_at": now,
+    }
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     statement = insert(EventRecord).returning(col(EventRecord.id), sort_by_parameter_order=True)
-    ids = session.connection().execute(statement, rows).scalars().all()
+    return list(session.connection().execute(statement, rows).scalars().all())
+
+
+def append_events(
+    session: Session,
+    new_events: list[NewEvent],
+    *,
+    staff_groups: Mapping[int, Groups] | None = None,
+) -> list[Event]:
+    """Insert events in the caller's transaction, in order; returns them with their ids.
+
+    With `staff_groups`, a `gain` row goes before the events and a `settle` row after them
+    (see the module docstring); they are not among the returned events.
+    """
+    now = utcnow()
+    rows = [_event_row(new_event, now) for new_event in new_events]
+    if staff_groups:
+        rows = [
+            _staff_row("gain", staff_groups, now),
+            *rows,
+            _staff_row("settle", staff_groups, now),
+        ]
+    ids = _insert(session, rows)
+    if _on_postgres(session):
+        notify_committed(session, ids[-1])
+    if staff_groups:
+        ids = ids[1:-1]
     return [
         Event(
             id=event_id,
@@ -61,6 +134,84 @@ def append_events(session: Session, new_events: list[NewEvent]) -> list[Event]:
         )
         for event_id, new_event in zip(ids, new_events, strict=True)
     ]
+
+
+def notify_committed(session: Session, newest: int) -> None:
+    """Wake every instance's tail when this transaction commits (PostgreSQL only).
+
+    Called after the rows are in, under the event lock: notifications of one channel are
+    delivered in commit order, each carrying its transaction's newest id.
+    """
+    session.exec(  # type: ignore[call-overload]
+        text("SELECT pg_notify(:channel, :payload)"),
+        params={"channel": EVENTS_CHANNEL, "payload": str(newest)},
+    )
+
+
+def announce_directory_changed(session: Session) -> None:
+    """Make every instance reload the staff directory when this transaction commits.
+
+    For changes made outside the writer (an import, an operator's `DELETE`). A no-op on
+    SQLite, where the one process re-reads the directory every `GROUP_REFRESH_SECONDS`.
+    """
+    if not _on_postgres(session):
+        return
+    session.exec(  # type: ignore[call-overload]
+        text("SELECT pg_notify(:channel, :payload)"),
+        params={"channel": EVENTS_CHANNEL, "payload": DIRECTORY_CHANGED},
+    )
+
+
+def _on_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+@dataclass(frozen=True, slots=True)
+class LogRows:
+    """A tail's read: the rows after its position, and how far the read got."""
+
+    items: list[Event | StaffChange]
+    last_id: int | None  # the newest id read, internal or unknown rows included
+    full: bool  # `limit` rows came back: there may be more
+
+
+def rows_after(session: Session, after_id: int, limit: int) -> LogRows:
+    """The log's rows with id > after_id in id order, at most `limit`: what a tail hands on.
+
+    Events of every route, and the internal `staff_changed` rows; rows of a type this
+    version does not know (a newer version's internal rows) are skipped.
+    """
+    records = session.exec(
+        select(EventRecord)
+        .where(col(EventRecord.id) > after_id)
+        .order_by(col(EventRecord.id))
+        .limit(limit)
+    ).all()
+    items = [item for item in map(_to_item, records) if item is not None]
+    last_id = records[-1].id if records else None
+    return LogRows(items, last_id, full=len(records) >= limit)
+
+
+def newest_id(session: Session) -> int:
+    """The newest id in the log, 0 when empty."""
+    return session.exec(select(func.max(EventRecord.id))).one() or 0
+
+
+def _to_item(record: EventRecord) -> Event | StaffChange | None:
+    if record.type == STAFF_CHANGED:
+        assert record.id is not None
+        data = json.loads(record.data)
+        groups = {
+            int(sid): (frozenset(active), frozenset(ogs))
+            for sid, (active, ogs) in data["staff"].items()
+        }
+        return StaffChange(record.id, data["phase"], groups)
+    if record.type not in _EVENT_TYPES:
+        return None
+    return _to_event(record)
+
+
+_EVENT_TYPES = frozenset(str(event_type) for event_type in EventType)
 
 
 def _to_event(record: EventRecord) -> Event:
@@ -77,14 +228,12 @@ def _to_event(record: EventRecord) -> Event:
     )
 
 
-def staff_groups(session: Session, staff_id: int) -> tuple[frozenset[int], frozenset[int]]:
+def staff_groups(session: Session, staff_id: int) -> Groups:
     """The active groups a staff member supervises now, and the home groups they lead."""
     return staff_groups_many(session, {staff_id})[staff_id]
 
 
-def staff_groups_many(
-    session: Session, staff_ids: set[int]
-) -> dict[int, tuple[frozenset[int], frozenset[int]]]:
+def staff_groups_many(session: Session, staff_ids: set[int]) -> dict[int, Groups]:
     """`staff_groups` for many staff members in two queries."""
     active: dict[int, set[int]] = {staff_id: set() for staff_id in staff_ids}
     ogs: dict[int, set[int]] = {staff_id: set() for staff_id in staff_ids}
@@ -130,10 +279,11 @@ class EventLog:
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
         admin: bool = False,
+        up_to: int | None = None,
     ) -> list[Event] | None:
-        """Events after the id routed to those groups, and the admins' events for an admin
-        (at most `replay_limit`, read as `replay_limit + 1` rows); None when the client must
-        resync instead."""
+        """Events after the id (to `up_to`, if given) routed to those groups, and the admins'
+        events for an admin (at most `replay_limit`, read as `replay_limit + 1` rows); None
+        when the client must resync instead."""
         with Session(self.engine) as session:
             if self._gone_after(session, last_event_id):
                 return None
@@ -146,9 +296,12 @@ class EventLog:
                 routes.append(col(EventRecord.route_admin).is_(True))
             if not routes:
                 return []
+            bounds = [col(EventRecord.id) > last_event_id]
+            if up_to is not None:
+                bounds.append(col(EventRecord.id) <= up_to)
             rows = session.exec(
                 select(EventRecord)
-                .where(col(EventRecord.id) > last_event_id, or_(*routes))
+                .where(*bounds, or_(*routes))
                 .order_by(col(EventRecord.id))
                 .limit(self.replay_limit + 1)
             ).all()
@@ -163,6 +316,7 @@ class EventLog:
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
         admin: bool = False,
+        up_to: int | None = None,
     ) -> list[Event] | None:
         return await asyncio.to_thread(
             self.events_after_blocking,
@@ -170,6 +324,7 @@ class EventLog:
             active_group_ids=active_group_ids,
             ogs_group_ids=ogs_group_ids,
             admin=admin,
+            up_to=up_to,
         )
 
     def _gone_after(self, session: Session, last_event_id: int) -> bool:
@@ -188,9 +343,13 @@ class EventLog:
     def last_event_id(self) -> int:
         """The newest id this log has issued or marked gone (pruned, or before a restore)."""
         with Session(self.engine) as session:
-            newest = session.exec(select(func.max(EventRecord.id))).one() or 0
-            state = session.get(EventLogState, 1)
-        return max(newest, state.pruned_through_id if state is not None else 0)
+            return self.newest_in(session)
+
+    @staticmethod
+    def newest_in(session: Session) -> int:
+        """`last_event_id`, read in the caller's session."""
+        state = session.get(EventLogState, 1)
+        return max(newest_id(session), state.pruned_through_id if state is not None else 0)
 
     def prune(self, session: Session, *, now: datetime | None = None) -> int:
         """Delete events older than the retention (call inside a write); returns how many."""

@@ -3,7 +3,9 @@
 The hub knows nothing of HTTP, SSE or JSON (STYLE §6): it is given an `encode` function
 (`api/sse.py` passes its frame encoder) and calls it once per published event, so every
 stream shares the same bytes. `api/sse.py` turns a `Subscription` into a stream. Everything
-here runs on one event loop; other threads hand events over with `publish_threadsafe`.
+here runs on one event loop and has one feed: the store's announcer on SQLite, the event-log
+tail on PostgreSQL (`store.Announcer`, `tail.py`), which hand each event over once, in id
+order; the hub ignores an id it has already passed.
 
 Built to hold 10,000 subscriptions cheaply: each is a deque of shared frames plus a future
 that exists only while its reader waits, so publishing is one loop over the indexed
@@ -56,9 +58,10 @@ class EventHistory(Protocol):
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
         admin: bool = False,
+        up_to: int | None = None,
     ) -> list[Event] | None:
-        """Events with id > last_event_id routed to those groups (and, for an admin, the
-        admins' events), in id order.
+        """Events with id > last_event_id (and <= up_to, if given) routed to those groups
+        (and, for an admin, the admins' events), in id order.
 
         None if last_event_id is older than what is retained, or if more events than the
         log's replay limit follow it (the client must resync).
@@ -237,11 +240,16 @@ class Hub:
         replay_limit: int = 2_000,
         max_streams_per_staff: int = 10,
         max_streams: int = 20_000,
+        catch_up_wait_seconds: float = 0.0,
         clock: Clock = _utcnow,
         logger: logging.Logger | None = None,
     ) -> None:
         """`encode` turns an event into the bytes streams send; `retention_seconds` is how
-        long the event log keeps events: a client that missed older ones gets a `resync`."""
+        long the event log keeps events: a client that missed older ones gets a `resync`.
+
+        `catch_up_wait_seconds`: a `Last-Event-ID` above the newest id this hub has seen
+        waits that long for the feed to get there (another instance wrote it and this one's
+        tail is a moment behind) before it counts as ahead of the log (a restore: resync)."""
         for name, value in (
             ("buffer_bytes", buffer_bytes),
             ("replay_limit", replay_limit),
@@ -267,7 +275,8 @@ class Hub:
         self._clock = clock
         self._history_reads = asyncio.Semaphore(HUB_HISTORY_READS_AT_ONCE)
         self._logger = logger or logging.getLogger(__name__)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._catch_up_wait = catch_up_wait_seconds
+        self._position_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._subscriptions: set[Subscription] = set()
         # Per staff member, their open subscriptions, oldest first (a dict keeps the order).
         self._by_staff: dict[int, dict[Subscription, None]] = {}
@@ -279,50 +288,27 @@ class Hub:
         self._resyncs = 0
         self._slow_disconnects = 0
 
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Name the loop that `publish_threadsafe` hands events to."""
-        self._loop = loop
-
-    async def start(self) -> None:
-        """Bind the hub to the running loop (call from the lifespan)."""
-        self.bind(asyncio.get_running_loop())
-
     async def publish(self, event: Event) -> int:
-        """Deliver `event` to its subscribers and return how many; never waits, never raises."""
+        """Deliver `event` to its subscribers and return how many; never waits, never raises.
+
+        An id at or below the newest one seen is ignored (0): whoever feeds the hub (the
+        store on SQLite, the event-log tail on PostgreSQL) hands each event over once, in id
+        order, and this makes a repeat harmless instead of a duplicate on every stream.
+        """
+        if event.id <= self.last_event_id:
+            self._logger.debug(
+                "SSE event ignored reason=not_newer event_id=%d last_event_id=%d",
+                event.id,
+                self.last_event_id,
+            )
+            return 0
         return self._deliver(event)
 
-    def publish_threadsafe(self, event: Event) -> None:
-        """Hand `event` to the hub's loop; for other threads (the MQTT network thread)."""
-        self._call_soon(lambda: self._deliver(event), f"event_id={event.id}")
-
-    def update_staff_threadsafe(
-        self,
-        staff_id: int,
-        *,
-        active_group_ids: Iterable[int],
-        ogs_group_ids: Iterable[int],
-        keep_current: bool = False,
-    ) -> None:
-        """`update_staff` from another thread (the database writer), in call order."""
-        self._call_soon(
-            lambda: self.update_staff(
-                staff_id,
-                active_group_ids=active_group_ids,
-                ogs_group_ids=ogs_group_ids,
-                keep_current=keep_current,
-            ),
-            f"staff_id={staff_id}",
-        )
-
-    def _call_soon(self, callback: Callable[[], object], context: str) -> None:
-        """Run `callback` on the hub's loop, in call order, from any thread."""
-        if self._loop is None:
-            msg = "hub is not bound to an event loop: call bind(loop) or await start() first"
-            raise RuntimeError(msg)
-        try:
-            self._loop.call_soon_threadsafe(callback)
-        except RuntimeError:  # the loop is closed: the process is shutting down
-            self._logger.warning("SSE hand-over dropped reason=loop_closed %s", context)
+    def advance(self, position: int) -> None:
+        """The feed has read the log up to `position`, including ids routed to no stream."""
+        if position > self.last_event_id:
+            self.last_event_id = position
+            self._position_reached()
 
     def subscribe(
         self,
@@ -426,7 +412,9 @@ class Hub:
 
     def _broadcast(self, event: Event) -> int:
         item = (event, self._encode(event))
-        self.last_event_id = max(self.last_event_id, event.id)
+        self.last_event_id = event.id
+        if self._position_waiters:
+            self._position_reached()
         self._remember(item)
         self._events_published += 1
         overflowed: list[Subscription] = []
@@ -478,19 +466,27 @@ class Hub:
 
     async def _catch_up(self, sub: Subscription, last_event_id: int) -> None:
         missed: list[_Item] | None
+        if last_event_id > self.last_event_id and self._catch_up_wait > 0:
+            await self._wait_for_position(last_event_id)
+        # `up_to`: the newest id the replay covers; live events up to it are not sent again.
+        up_to = self.last_event_id
         if last_event_id > self.last_event_id:
             missed, source = None, "ahead"  # ids went backwards (a restore): refetch
         elif self._ring_covers(last_event_id):
             missed, source = self._from_ring(sub, last_event_id), "ring"
         else:
-            missed, source = await self._read_history(sub, last_event_id), "history"
+            (missed, up_to), source = await self._read_history(sub, last_event_id), "history"
         if missed is None:  # one resync frame stands for everything up to now
             self._resyncs += 1
             resync = Event.stream_local(EventType.RESYNC, id_=self.last_event_id)
             missed, source = [(resync, self._encode(resync))], f"resync reason={source}"
+            seen_up_to = self.last_event_id
         else:
             self._replays += 1
-        sub._start_with(missed, seen_up_to=missed[-1][0].id if missed else None)
+            # The client has everything up to its id (live events buffered while this hub's
+            # feed caught up to it are not sent again), and the replay everything to `up_to`.
+            seen_up_to = max(last_event_id, up_to)
+        sub._start_with(missed, seen_up_to=seen_up_to)
         self._logger.info(
             "SSE client replay user_id=%d last_event_id=%d source=%s replayed=%d",
             sub.staff_id,
@@ -498,6 +494,30 @@ class Hub:
             source,
             len(missed),
         )
+
+    async def _wait_for_position(self, position: int) -> None:
+        """Until the feed has reached `position`, at most `catch_up_wait_seconds`."""
+        waiter = asyncio.get_running_loop().create_future()
+        entry = (position, waiter)
+        self._position_waiters.append(entry)
+        try:
+            async with asyncio.timeout(self._catch_up_wait):
+                await waiter
+        except TimeoutError:
+            pass
+        finally:
+            if entry in self._position_waiters:
+                self._position_waiters.remove(entry)
+
+    def _position_reached(self) -> None:
+        waiting = []
+        for position, waiter in self._position_waiters:
+            if position <= self.last_event_id:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                waiting.append((position, waiter))
+        self._position_waiters = waiting
 
     def _ring_covers(self, last_event_id: int) -> bool:
         if self._ring:
@@ -517,27 +537,35 @@ class Hub:
     def _expired(self, timestamp: datetime) -> bool:
         return self._retention is not None and timestamp < self._clock() - self._retention
 
-    async def _read_history(self, sub: Subscription, last_event_id: int) -> list[_Item] | None:
+    async def _read_history(
+        self, sub: Subscription, last_event_id: int
+    ) -> tuple[list[_Item] | None, int]:
+        """The log's events for `sub` after the id, up to the newest id this hub has seen
+        when the read starts (newer ones reach `sub` live), and that id."""
+        up_to = self.last_event_id
         if self._history is None:
-            return None
+            return None, up_to
         # Live events keep arriving while the read waits its turn and runs, and the client
         # cannot take them yet: let them use as many bytes as the ring holds on top.
         sub._limit = self.buffer_bytes + self._ring_bytes
         try:
             async with self._history_reads:
+                up_to = self.last_event_id
                 if sub.closed_reason is not None:
-                    return []
+                    return [], up_to
                 missed = await self._history.events_after(
                     last_event_id,
                     active_group_ids=sub.active_group_ids,
                     ogs_group_ids=sub.ogs_group_ids,
                     admin=sub.admin,
+                    up_to=up_to,
                 )
         finally:
             sub._limit = self.buffer_bytes
         if missed is None:
-            return None
-        return [(event, self._encode(event)) for event in sorted(missed, key=lambda e: e.id)]
+            return None, up_to
+        items = [(event, self._encode(event)) for event in sorted(missed, key=lambda e: e.id)]
+        return items, up_to
 
     def _register(self, sub: Subscription) -> None:
         # Every event with a larger id is published after this point and reaches `sub`.

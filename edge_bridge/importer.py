@@ -1,7 +1,8 @@
 """Import file (CONTRACT §7) → database: validate everything first, then one transaction.
 
 Records are upserted by id, so importing the same file twice changes nothing. Any problem
-refuses the whole file with `section[index].field: reason` lines and writes nothing.
+refuses the whole file with `section[index].field: reason` lines and writes nothing. On
+PostgreSQL the commit tells every running instance to reload its staff directory.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlmodel import Session, select
 
 from edge_bridge.db import transaction
 from edge_bridge.errors import ImportFileError
+from edge_bridge.eventlog import announce_directory_changed
 from edge_bridge.models import (
     ActiveGroup,
     Device,
@@ -365,6 +367,7 @@ def import_data(engine: Engine, raw: bytes | str) -> ImportSummary:
         if problems:
             raise ImportFileError(problems)
         _write(session, data, utcnow())
+        announce_directory_changed(session)  # PostgreSQL: every instance reloads at commit
     summary = ImportSummary(**{name: len(getattr(data, name)) for name in ImportFile.model_fields})
     logger.info("Import finished %s", " ".join(f"{k}={v}" for k, v in summary.model_dump().items()))
     return summary

@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
-from sqlmodel import select
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
 
 from edge_bridge.config import Settings
+from edge_bridge.db import is_postgres
 from edge_bridge.dberrors import is_transient_error
 from edge_bridge.logthrottle import LogThrottle
 from edge_bridge.metrics import Metrics
@@ -40,6 +43,7 @@ from edge_bridge.tuning import (
     INGEST_RETRY_MAX_SECONDS,
     INGEST_RETRY_MIN_SECONDS,
     INGEST_STOP_TIMEOUT_SECONDS,
+    TAG_LOCK_SPACE,
 )
 from edge_bridge.visits import Outcome
 from edge_bridge.wire import (
@@ -52,6 +56,35 @@ from edge_bridge.wire import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def lock_tags(session: Session, tags: set[str]) -> None:
+    """On PostgreSQL, hold a transaction lock per tag before anything about the tags is read.
+
+    Two instances handling scans of one tag at once would otherwise both read "no open
+    visit" (or both the same open visit) and act on it twice. Locks are taken in one order
+    (sorted keys), so batches never deadlock on them; another instance's batch with other
+    tags goes on in parallel. SQLite has one writer anyway.
+    """
+    bind = session.get_bind()
+    if not tags or not is_postgres(bind):  # type: ignore[arg-type]
+        return
+    session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(:space, key) FROM "
+            "(SELECT DISTINCT hashtext(tag) AS key FROM unnest(CAST(:tags AS text[])) AS tag "
+            "ORDER BY key) AS keys"
+        ),
+        {"space": TAG_LOCK_SPACE, "tags": sorted(tags)},
+    )
+
+
+def is_unique_violation(error: BaseException) -> bool:
+    """A unique or primary-key constraint refused a row (SQLSTATE 23505, SQLite UNIQUE)."""
+    orig = getattr(error, "orig", None)
+    if getattr(orig, "sqlstate", None) == "23505":
+        return True
+    return isinstance(error, IntegrityError) and "UNIQUE constraint failed" in str(orig)
 
 
 @dataclass(slots=True)
@@ -154,8 +187,11 @@ class Ingest:
                 raise
             except Exception as exc:
                 if not is_transient_error(exc):
-                    # Not acknowledged: the broker redelivers these after a reconnect.
-                    logger.exception("Scan batch failed size=%d; left unacknowledged", len(batch))
+                    logger.exception(
+                        "Scan batch failed size=%d reason=internal_error; rejecting the rest",
+                        len(batch),
+                    )
+                    await self._reject_unhandled(batch, exc)
                     return
                 self._database_down(exc, delay)
                 if await self._stopped_within(delay):
@@ -164,6 +200,35 @@ class Ingest:
                 continue
             self._database_up()
             return
+
+    async def _reject_unhandled(self, batch: list[Inbound], exc: Exception) -> None:
+        """Last resort for a failure about neither one message nor the database (a bug): each
+        message not yet dealt with is refused as `internal_error`, answered to a known reader,
+        counted and acknowledged, so none holds an in-flight slot until the next reconnect.
+        One that fails even here is still acknowledged."""
+        for inbound in batch:
+            if inbound.handled:
+                continue
+            try:
+                await self._reject_internal(inbound, exc)
+            except Exception:
+                logger.exception("Message acknowledged unanswered reason=internal_error")
+            if not inbound.handled:
+                self.mqtt.ack(inbound)
+
+    async def _reject_internal(self, inbound: Inbound, exc: Exception) -> None:
+        parsed = self.topics.parse_reader_topic(inbound.topic)
+        device_id, kind = parsed if parsed else ("", "")
+        if kind != "scan":
+            await self._contain(inbound, exc)  # logged and acknowledged
+            return
+        scan_id = None if inbound.oversize else parse_scan(inbound.payload).scan_id
+        try:
+            known = await self.presence.device(device_id) is not None
+        except Exception:  # the directory cannot say: acknowledge without an answer
+            known = False
+        rejection = Rejection("internal_error", scan_id=scan_id)
+        self._reject(device_id, inbound, rejection, known=known)
 
     async def _stopped_within(self, seconds: float) -> bool:
         try:
@@ -296,12 +361,18 @@ class Ingest:
             self._answer(device_id, rejection.scan_id or "", ScanResult.REJECTED)
         self.mqtt.ack(inbound)
 
-    async def _commit(self, pending: list[_Pending]) -> None:
+    async def _commit(self, pending: list[_Pending], *, raced: bool = False) -> None:
         try:
             await self.store.write(lambda tx: self._record(tx, pending))
         except Exception as exc:
             if is_transient_error(exc):
                 raise  # about the database, not these scans: the whole batch waits
+            if is_unique_violation(exc) and not raced:
+                # Most likely another instance committed the same scan or an open visit of
+                # the same student first: the retry is a new transaction that reads it.
+                logger.info("Scan batch raced another writer size=%d; retrying", len(pending))
+                await self._commit(pending, raced=True)
+                return
             if len(pending) == 1:
                 self._give_up(pending[0])
                 return
@@ -312,6 +383,7 @@ class Ingest:
         self._finish(pending)
 
     def _record(self, tx: Tx, pending: list[_Pending]) -> None:
+        lock_tags(tx.session, {item.scan.tag for item in pending})
         devices = {d.id: d for d in tx.session.exec(select(Device)).all()}
         items = [(item.scan, devices[item.scan.device_id]) for item in pending]
         outcomes = record_scans(tx, items, debounce_seconds=self.settings.scan_debounce_seconds)

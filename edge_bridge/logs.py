@@ -1,7 +1,8 @@
 """Logging set-up for the processes we start: one line per record, key=value context.
 
-Only the CLI calls `configure_logging`. The filter strips query strings from uvicorn's access
-log (they may carry `token=`) and masks anything that looks like a token or password.
+Only the CLI calls `configure_logging`; every line ends with `instance_id=<INSTANCE_ID>`.
+The filter strips query strings from uvicorn's access log (they may carry `token=`) and
+masks anything that looks like a token or password.
 """
 
 from __future__ import annotations
@@ -47,12 +48,30 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """One stderr handler on the root logger, with redaction; uvicorn's loggers propagate to it."""
+class InstanceFilter(logging.Filter):
+    """Gives every record `instance_id` (INSTANCE_ID), which the format ends each line with.
+
+    With several instances behind one log collector, each line says which one wrote it.
+    """
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__()
+        self.instance_id = instance_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.instance_id = self.instance_id
+        return True
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s instance_id=%(instance_id)s"
+
+
+def configure_logging(level: str = "INFO", *, instance_id: str = "-") -> None:
+    """One stderr handler on the root logger, with redaction and the instance id on every
+    line; uvicorn's loggers propagate to it."""
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-    )
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%dT%H:%M:%S"))
+    handler.addFilter(InstanceFilter(instance_id))
     handler.addFilter(RedactingFilter())
     handler.set_name("edge-bridge")
     root = logging.getLogger()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -54,10 +54,23 @@ _LIVE: list[tuple[str, type[GaugeMetricFamily | CounterMetricFamily], str, str]]
 
 
 class Metrics:
-    """The metrics the bridge updates as things happen."""
+    """The metrics the bridge updates as things happen.
 
-    def __init__(self) -> None:
+    Which instance: `edge_instance_info{instance_id="<INSTANCE_ID>"} 1`, not a label on every
+    series. Prometheus already gives every scraped series `instance` (the scrape target), and
+    a scraped label of that name would be renamed `exported_instance`; join on the target
+    instead: `edge_scans_total * on(instance) group_left(instance_id) edge_instance_info`.
+    """
+
+    def __init__(self, *, instance_id: str = "-") -> None:
         self.registry = CollectorRegistry()
+        self.instance_info = Gauge(
+            "edge_instance_info",
+            "1, labelled with this process's INSTANCE_ID",
+            ["instance_id"],
+            registry=self.registry,
+        )
+        self.instance_info.labels(instance_id).set(1)
         self.events_broadcast = Counter(
             "edge_events_broadcast",
             "Events published to the hub",

@@ -15,7 +15,9 @@ a marker goes to the worker, which refuses it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -37,12 +39,25 @@ from edge_bridge.tuning import (
     MQTT_RECONNECT_MAX_SECONDS,
     MQTT_RECONNECT_MIN_SECONDS,
     MQTT_SESSION_EXPIRY_SECONDS,
+    MQTT_SHARED_SESSION_EXPIRY_SECONDS,
 )
 from edge_bridge.wire import MAX_PAYLOAD_BYTES, Topics
 
 logger = logging.getLogger(__name__)
 _OFFLINE = b'{"online":false}'
 _ONLINE = b'{"online":true}'
+
+
+_TOPIC_LEVEL = re.compile(r"^[^/+#\s\x00]{1,64}$")
+
+
+def instance_status_topic(settings: Settings) -> str:
+    """`<prefix>/bridge/<INSTANCE_ID>/status`: this instance's own retained presence."""
+    return f"{Topics(settings.mqtt_topic_prefix).prefix}/bridge/{settings.instance}/status"
+
+
+def _offline_of(instance: str) -> bytes:
+    return json.dumps({"online": False, "instance": instance}, separators=(",", ":")).encode()
 
 
 @dataclass(slots=True)
@@ -71,6 +86,34 @@ def queue_bound(settings: Settings) -> int:
     return settings.ingest_queue_size
 
 
+def scan_filter(settings: Settings) -> str:
+    """The scan subscription: shared through `$share/<group>/` when MQTT_SHARED_GROUP is set.
+
+    Statuses stay a plain subscription on every instance: a broker sends no retained
+    messages to a shared subscription, and each instance needs every reader's last status.
+    """
+    topic = Topics(settings.mqtt_topic_prefix).all_scans
+    group = settings.mqtt_shared_group
+    return f"$share/{group}/{topic}" if group else topic
+
+
+def session_expiry_seconds(settings: Settings) -> int:
+    """How long the broker keeps this instance's session (and queues for it) after a drop.
+
+    Alone, a week: scans wait for the bridge to come back. In a shared group, briefly:
+    Mosquitto keeps routing a share of new scans to a disconnected member whose session is
+    alive, and never hands its in-flight ones to the others (eclipse-mosquitto #2662), so a
+    long session would strand scans at a dead instance until each reader's resend happened
+    to pick a live one. With the session gone the group has only live members; scans that
+    were in flight at the dead one come back through the readers' resend (CONTRACT §3).
+    """
+    return (
+        MQTT_SHARED_SESSION_EXPIRY_SECONDS
+        if settings.mqtt_shared_group
+        else (MQTT_SESSION_EXPIRY_SECONDS)
+    )
+
+
 class MqttClient:
     """One persistent MQTT session; received messages land in `queue`, on the loop."""
 
@@ -83,6 +126,9 @@ class MqttClient:
         self.queue: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=queue_bound(settings))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection = 0
+        self._stopping = False
+        self.instance_topic = instance_status_topic(settings)
+        self._offline = _offline_of(settings.instance)
         self._client = self._make_client()
 
     @property
@@ -102,7 +148,9 @@ class MqttClient:
             client.username_pw_set(endpoint.username, endpoint.password)
         if endpoint.tls:
             client.tls_set(ca_certs=self.settings.mqtt_ca_file)
-        client.will_set(self.topics.bridge_status, _OFFLINE, qos=1, retain=True)
+        # One Will per connection: on the shared topic, naming this instance. A live instance
+        # that sees it says the shared topic is online again and marks this instance offline.
+        client.will_set(self.topics.bridge_status, self._offline, qos=1, retain=True)
         client.reconnect_delay_set(
             min_delay=MQTT_RECONNECT_MIN_SECONDS, max_delay=MQTT_RECONNECT_MAX_SECONDS
         )
@@ -118,7 +166,7 @@ class MqttClient:
         self._loop = loop
         endpoint = self.settings.mqtt
         properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = MQTT_SESSION_EXPIRY_SECONDS
+        properties.SessionExpiryInterval = session_expiry_seconds(self.settings)
         properties.ReceiveMaximum = MQTT_RECEIVE_MAXIMUM
         self._client.connect_async(
             endpoint.host,
@@ -130,11 +178,20 @@ class MqttClient:
         self._client.loop_start()
 
     async def stop(self) -> None:
-        """Say offline (when connected), disconnect, end the network thread."""
+        """Say offline (when connected), disconnect, end the network thread.
+
+        Like the Last Will: this instance offline, and the shared topic offline naming it,
+        which any other live instance answers with online again.
+        """
+        self._stopping = True
         try:
             if self.connected.is_set():
-                info = self._client.publish(self.topics.bridge_status, _OFFLINE, qos=1, retain=True)
-                await asyncio.to_thread(info.wait_for_publish, 1.0)
+                mine = self._client.publish(self.instance_topic, _OFFLINE, qos=1, retain=True)
+                shared = self._client.publish(
+                    self.topics.bridge_status, self._offline, qos=1, retain=True
+                )
+                await asyncio.to_thread(mine.wait_for_publish, 1.0)
+                await asyncio.to_thread(shared.wait_for_publish, 1.0)
         except (RuntimeError, ValueError) as exc:
             logger.info("Bridge offline status not sent reason=%s", exc)
         self._client.disconnect()
@@ -197,7 +254,15 @@ class MqttClient:
                 logger.warning("MQTT connect refused reason=%s", reason_code)
                 return
             self._connection += 1
-            client.subscribe([(self.topics.all_scans, 1), (self.topics.all_statuses, 1)])
+            client.subscribe(
+                [
+                    (scan_filter(self.settings), 1),
+                    (self.topics.all_statuses, 1),
+                    (self.topics.bridge_status, 1),
+                    (self.instance_topic, 1),
+                ]
+            )
+            client.publish(self.instance_topic, _ONLINE, qos=1, retain=True)
             client.publish(self.topics.bridge_status, _ONLINE, qos=1, retain=True)
             self.connected.set()
             logger.info(
@@ -227,6 +292,9 @@ class MqttClient:
         # paho-mqtt calls this from its network thread: hand over to the loop, nothing else
         # (a QoS 0 scan is dropped right here, an oversize payload is not copied).
         try:
+            if message.topic in (self.topics.bridge_status, self.instance_topic):
+                self._on_bridge_status(message.topic, bytes(message.payload))
+                return
             if message.qos == 0 and self._drop_qos0_scan(message.topic):
                 return
             oversize = len(message.payload) > MAX_PAYLOAD_BYTES
@@ -244,6 +312,33 @@ class MqttClient:
             self._loop.call_soon_threadsafe(self._enqueue, inbound)
         except Exception:
             logger.exception("MQTT message hand-over failed topic=%s", message.topic)
+
+    def _on_bridge_status(self, topic: str, payload: bytes) -> None:
+        """On the network thread: while this instance lives, neither topic may say offline.
+
+        `bridge/status` offline is another instance's Will (or stop): say online again, and
+        mark that instance offline on its own topic. Our own topic offline is an old Will
+        or a late mark by another instance after we reconnected: say online again.
+        """
+        if self._stopping or not self.connected.is_set():
+            return
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(body, dict) or body.get("online") is not False:
+            return
+        self._client.publish(topic, _ONLINE, qos=1, retain=True)
+        other = body.get("instance")
+        if (
+            topic == self.topics.bridge_status
+            and isinstance(other, str)
+            and other != self.settings.instance
+            and _TOPIC_LEVEL.match(other)
+        ):
+            other_topic = f"{self.topics.prefix}/bridge/{other}/status"
+            self._client.publish(other_topic, _OFFLINE, qos=1, retain=True)
+            logger.info("Bridge instance offline instance=%s", other)
 
     def _drop_qos0_scan(self, topic: str) -> bool:
         """On the network thread: a QoS 0 scan is counted and dropped, never queued."""

@@ -2,7 +2,9 @@
 
 Online/offline comes from each reader's retained status topic and its Last Will; it is
 written to the database only when it changes, together with a `device_status` event for the
-admins' streams (the office view shows a reader red within a second of its Last Will).
+admins' streams (the office view shows a reader red within a second of its Last Will). With
+several instances each receives every status; a conditional UPDATE lets only the one that
+changes the row emit the event.
 `last_seen` moves in memory on every scan and is flushed in one statement every few seconds,
 so a scan costs no extra write. Rejected scans are counted per reader and school day in
 memory (this process's; the office view's "rejected today").
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, or_, select, update
 
 from edge_bridge.events import EventType, NewEvent
 from edge_bridge.models import Device, Room, utcnow
@@ -75,8 +77,11 @@ class Presence:
         changed = state.online != online or (firmware and firmware != state.firmware)
         firmware = firmware or state.firmware
         if changed:  # saved first: if the database is away, a retry finds it still changed
-            await self.store.write(lambda tx: _save_state(tx, device_id, online, at, firmware))
-            logger.info("Reader %s device_id=%s", "online" if online else "offline", device_id)
+            saved = await self.store.write(
+                lambda tx: _save_state(tx, device_id, online, at, firmware)
+            )
+            if saved:
+                logger.info("Reader %s device_id=%s", "online" if online else "offline", device_id)
         state.online, state.last_seen, state.firmware = online, at, firmware
 
     def seen(self, device_id: str, at: datetime) -> None:
@@ -116,12 +121,25 @@ def _all_devices(session: Session) -> list[Device]:
     return list(session.exec(select(Device)).all())
 
 
-def _save_state(tx: Tx, device_id: str, online: bool, at: datetime, firmware: str | None) -> None:
-    tx.session.exec(  # type: ignore[call-overload]
+def _save_state(tx: Tx, device_id: str, online: bool, at: datetime, firmware: str | None) -> bool:
+    """Store the change and emit `device_status`, unless the row already says so.
+
+    Every instance receives every reader status (a plain subscription); the conditional
+    UPDATE lets exactly one of them change the row and emit the event. False: no change.
+    """
+    changed = tx.session.exec(  # type: ignore[call-overload]
         update(Device)
-        .where(col(Device.id) == device_id)
+        .where(
+            col(Device.id) == device_id,
+            or_(
+                col(Device.online).is_distinct_from(online),
+                col(Device.firmware).is_distinct_from(firmware),
+            ),
+        )
         .values(online=online, last_seen=at, firmware=firmware)
     )
+    if changed.rowcount == 0:
+        return False
     room = tx.session.exec(
         select(Room).join(Device, col(Device.room_id) == col(Room.id)).where(Device.id == device_id)
     ).first()
@@ -135,6 +153,7 @@ def _save_state(tx: Tx, device_id: str, online: bool, at: datetime, firmware: st
             room_name=room.name if room else None,
         )
     )
+    return True
 
 
 def _save_seen(tx: Tx, seen: dict[str, datetime | None]) -> None:

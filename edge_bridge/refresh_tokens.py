@@ -2,10 +2,12 @@
 
 Login starts a family (one id per login) with its first token. Each refresh marks the
 presented token used and issues the next one of the family, expiring when the family does
-(JWT_REFRESH_TTL after the login: rotation does not lengthen a login). A token presented
-again after it was used, or after its family was revoked, means someone else holds a copy:
-the whole family is revoked, so the thief's and the owner's tokens stop working together.
-Logout revokes the family. Blocking database work: call from a worker thread.
+(JWT_REFRESH_TTL after the login: rotation does not lengthen a login). A used token presented
+again within REFRESH_REUSE_GRACE_SECONDS of its use is refused as `already_used` and nothing
+else happens: two tabs or two requests refreshing at once, or a response lost on the way,
+must not end the login of the one that won. Presented later, it means someone else holds a
+copy: the whole family is revoked, so the thief's and the owner's tokens stop working
+together. Logout revokes the family. Blocking database work: call from a worker thread.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from edge_bridge.models import RefreshToken
 from edge_bridge.tokens import TokenClaims, issue_token
+from edge_bridge.tuning import REFRESH_REUSE_GRACE_SECONDS
 
 logger = logging.getLogger(__name__)
 _TABLE = RefreshToken.__table__  # type: ignore[attr-defined]
@@ -111,7 +114,8 @@ def rotate(
 ) -> Rotated:
     """Use the verified refresh token of `claims` once: the next token of its family.
 
-    Raises RefreshRefused: `reused` (the family is revoked now), `revoked`, `unknown`.
+    Raises RefreshRefused: `already_used` (within the grace window; nothing revoked),
+    `reused` (the family is revoked now), `revoked`, `expired`, `unknown`.
     """
     assert claims.jti is not None and claims.family_id is not None  # decode_token checked
     moment = _now(now)
@@ -142,7 +146,8 @@ def rotate(
 
 
 def _refusal(engine: Engine, claims: TokenClaims, moment: datetime) -> RefreshRefused:
-    """Why the token could not be used; a used one revokes its family (committed) first."""
+    """Why the token could not be used; one used before the grace window revokes its family
+    (committed) first."""
     with engine.begin() as connection:
         row = connection.execute(
             sa.select(_TABLE.c.used_at, _TABLE.c.revoked_at).where(_TABLE.c.jti == claims.jti)
@@ -156,6 +161,15 @@ def _refusal(engine: Engine, claims: TokenClaims, moment: datetime) -> RefreshRe
         if row.used_at is None:
             msg = "refresh token expired"
             return RefreshRefused(msg, reason="expired")
+        since_use = (moment - row.used_at).total_seconds()
+        if since_use <= REFRESH_REUSE_GRACE_SECONDS:
+            logger.info(
+                "Refresh token already used staff_id=%s seconds_since_use=%.1f",
+                claims.staff_id,
+                since_use,
+            )
+            msg = "refresh token already used (another refresh with it won); log in again"
+            return RefreshRefused(msg, reason="already_used")
         revoked = _revoke(connection, claims.family_id or "", moment)
     logger.warning(
         "Refresh token reused: family revoked staff_id=%s revoked_tokens=%d",

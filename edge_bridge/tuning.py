@@ -73,3 +73,40 @@ LOGIN_LIMITER_MAX_KEYS = 10_000  # per limiter; keys over their limit are kept b
 # --- Refresh tokens -----------------------------------------------------------------------
 # Expired refresh_token rows are deleted on a login at most this often.
 REFRESH_TOKEN_PRUNE_INTERVAL_SECONDS = 600.0
+
+# --- Database -----------------------------------------------------------------------------
+# A PostgreSQL connection attempt gives up after this (libpq's connect_timeout, whole
+# seconds): a host that drops packets must not hold /ready and the writer for the TCP timeout.
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+# A used refresh token presented again within this many seconds of its use is a lost response,
+# a duplicated tab or two refreshes racing: refused ("already used") but the login stays.
+# Presented later it is a stolen copy and the whole login (family) is revoked.
+REFRESH_REUSE_GRACE_SECONDS = 20.0
+
+# --- Scale-out (issue 12) -----------------------------------------------------------------
+# First key of the per-tag advisory locks a scan batch takes on PostgreSQL (the second is
+# hashtext(tag)); two-key locks never collide with the one-key event-log lock.
+TAG_LOCK_SPACE = 0x54414753  # "TAGS"
+
+# --- Event-log tail (PostgreSQL: every instance feeds its hub from the log) ---------------
+# A wake-up comes by LISTEN/NOTIFY after each commit; without one for this long the tail
+# reads anyway (the safety net for a lost notification).
+TAIL_POLL_SECONDS = 1.0
+TAIL_BATCH = 1_000  # rows per read; the tail reads again at once while reads come back full
+# The tail reconnects its LISTEN connection after this delay, doubling up to the maximum.
+TAIL_RECONNECT_MIN_SECONDS = 0.2
+TAIL_RECONNECT_MAX_SECONDS = 5.0
+# /ready is 503 when the tail has not been caught up with the log for longer than this
+# (a few polls), or while its LISTEN connection is down.
+TAIL_STALE_SECONDS = 3.0
+# A Last-Event-ID above this instance's newest id (another instance wrote it a moment ago)
+# waits this long for the tail to get there before it counts as ahead of the log (resync).
+TAIL_CATCH_UP_WAIT_SECONDS = 2.0 * TAIL_POLL_SECONDS
+# MQTT session expiry of an instance in a shared group (MQTT_SHARED_GROUP set): after a drop
+# the broker stops routing scans to it at once (see mqtt_client.session_expiry_seconds).
+MQTT_SHARED_SESSION_EXPIRY_SECONDS = 0
+
+# --- Shared login limits (issue 12.4) -----------------------------------------------------
+# Per-email failure windows live in the database (table login_failure_window), so every
+# instance counts against one budget; rows whose window ended are deleted at most this often.
+LOGIN_FAILURE_PRUNE_INTERVAL_SECONDS = 600.0

@@ -18,9 +18,9 @@ if ! command -v docker-compose >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends docker-compose
 fi
 docker-compose --env-file .env.example config --quiet
-docker-compose --env-file .env.example --profile demo --profile tools config --quiet
-services=$(docker-compose --env-file .env.example --profile demo --profile tools config --services | sort | tr '\n' ' ')
-[[ "$services" == "bridge credentials mosquitto postgres simulator " ]] \
+docker-compose --env-file .env.example --profile demo --profile tools --profile scale config --quiet
+services=$(docker-compose --env-file .env.example --profile demo --profile tools --profile scale config --services | sort | tr '\n' ' ')
+[[ "$services" == "bridge bridge-b credentials lb mosquitto postgres simulator " ]] \
   || { echo "compose.yaml: unexpected services: $services" >&2; exit 1; }
 # Without .env every secret must be reported missing, never defaulted.
 if docker-compose --env-file /dev/null config --quiet 2>/dev/null; then

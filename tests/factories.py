@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from edge_bridge.events import Event
+from edge_bridge.store import Announcer, Store, Tx
 
 SCHOOL = Path(__file__).parent / "fixtures" / "school.json"
+# The events a visit change writes: what counts of "one effect per scan" compare with (the log
+# also holds activity, admin and, on PostgreSQL, internal staff_changed rows).
+VISIT_EVENT_TYPES = ("student_checkin", "student_checkout")
+T = TypeVar("T")
 
 
 def school_document() -> dict[str, Any]:
@@ -77,26 +84,57 @@ def open_groups(engine: Engine, student_id: int) -> list[int]:
 
 
 class RecordingBroadcaster:
-    """Collects what the store announces after each commit."""
+    """Stands in for the hub behind `store.Announcer`: records what it is told, in order.
 
-    def __init__(self) -> None:
+    `log` interleaves both kinds: ("staff", staff_id, keep_current) and ("event", event_id).
+    """
+
+    def __init__(self, connected: frozenset[int] = frozenset()) -> None:
         self.events: list[Event] = []
         self.staff_updates: list[tuple[int, frozenset[int], frozenset[int], bool]] = []
+        self.log: list[tuple[object, ...]] = []
+        self.connected = connected  # staff members with an open stream
+        self.position = 0
 
     @property
     def group_events(self) -> list[Event]:
         """The events for groups and home groups, without the admins' office events."""
         return [event for event in self.events if not event.route_admin]
 
-    def publish_threadsafe(self, event: Event) -> None:
+    async def publish(self, event: Event) -> int:
         self.events.append(event)
+        self.log.append(("event", event.id))
+        return 1
 
-    def update_staff_threadsafe(
+    def update_staff(
         self,
         staff_id: int,
         *,
-        active_group_ids: frozenset[int],
-        ogs_group_ids: frozenset[int],
+        active_group_ids: Iterable[int],
+        ogs_group_ids: Iterable[int],
         keep_current: bool = False,
     ) -> None:
-        self.staff_updates.append((staff_id, active_group_ids, ogs_group_ids, keep_current))
+        update = (staff_id, frozenset(active_group_ids), frozenset(ogs_group_ids), keep_current)
+        self.staff_updates.append(update)
+        self.log.append(("staff", staff_id, keep_current))
+
+    def staff_ids(self) -> frozenset[int]:
+        return self.connected
+
+    def advance(self, position: int) -> None:
+        self.position = max(self.position, position)
+
+
+class AnnouncingWriter:
+    """A Store whose `write_blocking` also announces what committed, as `Store.write` does
+    on the loop (without the writer thread: unit tests run no threads)."""
+
+    def __init__(self, store: Store, broadcaster: RecordingBroadcaster) -> None:
+        self.store = store
+        self.engine = store.engine
+        self.announcer = Announcer(broadcaster)
+
+    def write_blocking(self, work: Callable[[Tx], T]) -> T:
+        committed = self.store.commit_blocking(work)
+        asyncio.run(self.announcer.announce(committed))
+        return committed.result

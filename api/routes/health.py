@@ -35,15 +35,21 @@ def _database_ok(request: Request) -> bool:
     responses={503: {"description": "Not ready", "content": {"application/json": {}}}},
 )
 async def ready(request: Request) -> JSONResponse:
-    """200 when the database and the broker are reachable, else 503 naming what is not."""
+    """200 when the database and the broker are reachable and (PostgreSQL) the event-log
+    tail keeps up, else 503 naming what is not."""
     checks = {
         "database": "ok" if await run_in_threadpool(_database_ok, request) else "unreachable",
         "mqtt": "ok" if request.app.state.ingest_healthy() else "disconnected",
     }
+    tail = request.app.state.bridge.tail_status()  # PostgreSQL only: the log → this hub
+    if tail is not None:
+        checks["event_tail"] = tail
     ok = all(value == "ok" for value in checks.values())
     body = {"status": "ready" if ok else "not ready", "checks": checks}
     if not ok:
-        body["detail"] = ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok")
+        body["detail"] = ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in checks.items() if v != "ok"
+        )
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

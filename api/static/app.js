@@ -175,7 +175,8 @@ function startStream() {
       refreshEverything();
     },
     onError: (err) => {
-      if (err.name === 'SseUnsupportedError') toast(err.message, { kind: 'error' });
+      // The stream gave up for good: say why (a retry alone will not help).
+      if (err.name === 'SseUnsupportedError' || err.final) toast(err.message, { kind: 'error' });
       else console.warn('Live-Verbindung:', err);
     },
   });

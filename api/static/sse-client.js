@@ -9,7 +9,12 @@
  * `getUserId` (optional) names whom the stream must belong to: the cookie is shared by every
  * tab of the browser, so after another login in another tab the `connected` frame may name
  * someone else, and the stream then refreshes this tab's login (which resets the cookie) and
- * reconnects.
+ * reconnects. If the stream still belongs to someone else after that one refresh (the cookie
+ * did not change: another tab keeps setting it, or the refresh failed), the status turns
+ * `failed` with an `SseWrongUserError` whose `final` is true, instead of trying forever.
+ *
+ * A connection counts as successful (the reconnect attempts start again from one) only once
+ * its `connected` frame names the expected user, not when the HTTP response merely opens.
  *
  * Intentional divergence from the browser's own reconnect: on every `error` this class closes
  * the native EventSource and opens a new one itself. Only a new connection can carry the last
@@ -97,11 +102,23 @@ export class SseParseError extends Error {
   }
 }
 
-/** Reported (through onError) when the stream's cookie belongs to another login. */
+/**
+ * Reported (through onError) when the stream's cookie belongs to another login. `final` is
+ * false for the first mismatch (the login is refreshed and the stream reconnects) and true
+ * when it persists after that refresh (the status is then `failed`).
+ */
 export class SseWrongUserError extends Error {
-  constructor(expected, actual) {
-    super(`Live-Verbindung gehört zu Benutzer ${actual}, erwartet ${expected}; Anmeldung wird erneuert.`);
+  constructor(expected, actual, { final = false } = {}) {
+    super(
+      final
+        ? `Live-Verbindung gehört auch nach erneuerter Anmeldung zu Benutzer ${actual}, erwartet ${expected}. ` +
+            'Bitte abmelden und neu anmelden (in diesem Browser ist eine andere Anmeldung aktiv).'
+        : `Live-Verbindung gehört zu Benutzer ${actual}, erwartet ${expected}; Anmeldung wird erneuert.`,
+    );
     this.name = 'SseWrongUserError';
+    this.expected = expected;
+    this.actual = actual;
+    this.final = final;
   }
 }
 
@@ -142,6 +159,7 @@ export class SseClient {
   #refreshing = false;
   #generation = 0;
   #lastEventId = null;
+  #wrongUserRefreshed = false;
 
   constructor({
     url = '/api/sse/events',
@@ -191,7 +209,7 @@ export class SseClient {
     return this.#lastEventId;
   }
 
-  /** Reconnect attempts made since the last successful open. */
+  /** Reconnect attempts made since the last `connected` frame of the expected user. */
   get attempts() {
     return this.#attempts;
   }
@@ -229,6 +247,7 @@ export class SseClient {
     this.#document?.removeEventListener('visibilitychange', this.#handleVisibility);
     this.#window?.removeEventListener('online', this.#handleOnline);
     this.#attempts = 0;
+    this.#wrongUserRefreshed = false;
     this.#setStatus(STATUS.IDLE);
   }
 
@@ -263,8 +282,9 @@ export class SseClient {
   }
 
   #handleOpen = () => {
+    // Attempts are reset only by the expected user's `connected` frame (#acceptConnected):
+    // a stream that opens as someone else, or drops before saying whose it is, keeps counting.
     this.#opened = true;
-    this.#attempts = 0;
     this.#setStatus(STATUS.CONNECTED);
   };
 
@@ -294,15 +314,33 @@ export class SseClient {
         return;
       }
     }
-    if (type === 'connected' && this.#isSomeoneElse(payload)) {
-      // Another tab's login replaced the shared cookie: refresh ours, then reconnect.
-      this.#report(new SseWrongUserError(String(this.#getUserId()), String(payload.user_id)));
-      this.#closeSource();
-      this.#scheduleReconnect({ refresh: true });
-      return;
-    }
+    if (type === 'connected' && !this.#acceptConnected(payload)) return;
     this.#call(this.#onEvent, type, payload, event.lastEventId ? String(event.lastEventId) : null);
   };
+
+  /** False (and the stream closed) when a `connected` frame names someone else. */
+  #acceptConnected(payload) {
+    if (!this.#isSomeoneElse(payload)) {
+      this.#attempts = 0;
+      this.#wrongUserRefreshed = false;
+      return true;
+    }
+    const expected = String(this.#getUserId());
+    const actual = String(payload.user_id);
+    this.#closeSource();
+    if (this.#wrongUserRefreshed) {
+      // Refreshing did not give this tab its cookie back: stop instead of bouncing forever.
+      this.#clearTimer();
+      this.#setStatus(STATUS.FAILED);
+      this.#report(new SseWrongUserError(expected, actual, { final: true }));
+      return false;
+    }
+    // Another tab's login replaced the shared cookie: refresh ours, then reconnect.
+    this.#wrongUserRefreshed = true;
+    this.#report(new SseWrongUserError(expected, actual));
+    this.#scheduleReconnect({ refresh: true });
+    return false;
+  }
 
   #isSomeoneElse(payload) {
     const expected = this.#getUserId();
@@ -332,6 +370,7 @@ export class SseClient {
     this.#generation += 1;
     this.#refreshing = false;
     this.#attempts = 0;
+    this.#wrongUserRefreshed = false;
     if (this.#status === STATUS.FAILED) this.#setStatus(STATUS.RECONNECTING);
     this.#connect({ refresh: isTokenExpired(this.#getToken(), this.#now()) });
   }

@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 DEMO_DIR = Path("data") / "demo"
 SCHOOL_FILE = Path(__file__).with_name("school.json")
 DEFAULT_RATE = 0.8  # scans per second on the wall clock
+DEMO_FLAKY = 0.04  # per scan: the chance its reader drops off just before it
 READY_TIMEOUT_SECONDS = 30.0
 _POLL_SECONDS = 0.2
 
@@ -235,6 +236,10 @@ def _start_simulator(
         "1",
         "--debounce",
         f"{settings.scan_debounce_seconds:g}",
+        # Now and then a reader drops off for a few seconds (its Last Will): the office
+        # view shows it red, then back, and its scans arrive late with their read times.
+        "--flaky",
+        f"{DEMO_FLAKY:g}",
         "--mqtt-url",
         f"mqtt://{DemoBroker.host}:{broker.port}",
         "--prefix",

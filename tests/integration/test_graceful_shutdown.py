@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session, col, func, select
 
 from edge_bridge.models import EventRecord, ProcessedScan, Visit
-from tests.factories import school_document
+from tests.factories import VISIT_EVENT_TYPES, school_document
 from tests.integration.conftest import System
 from tests.support.scanstream import ScanStream, SentScan
 from tests.support.sse import SseStream
@@ -121,7 +121,7 @@ def test_sigterm_mid_stream_exits_in_time_and_loses_no_scan(
         events = session.exec(
             select(func.count())
             .select_from(EventRecord)
-            .where(col(EventRecord.route_admin).is_(False))
+            .where(col(EventRecord.type).in_(VISIT_EVENT_TYPES))
         ).one()
         visits = session.exec(select(func.count()).select_from(Visit)).one()
         closed_visits = session.exec(

@@ -1,4 +1,4 @@
-"""edge_bridge/hub.py across threads: `publish_threadsafe` from several threads at once.
+"""edge_bridge/store.py across its writer thread: what committed is announced on the loop.
 
 Kept out of tests/unit (no threads there, STYLE §10); it needs no broker or server.
 """
@@ -7,61 +7,79 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy.engine import Engine
 
-from api.sse import encode_event
-from edge_bridge.events import Event, EventType
-from edge_bridge.hub import Hub
+from edge_bridge.events import EventType, NewEvent
+from edge_bridge.store import Announcer, Store, Tx
+from tests.factories import RecordingBroadcaster
 
 pytestmark = pytest.mark.integration
 
-THREADS, PER_THREAD = 4, 250
-WAIT_SECONDS = 5
+WRITES = 50
+WAIT_SECONDS = 10
 
 
-def make_event(id_: int, active_group_id: int) -> Event:
-    return Event(
-        id_,
-        EventType.STUDENT_CHECKIN,
-        active_group_id,
-        {},
-        datetime.now(UTC),
-        route_active_group_id=active_group_id,
-    )
+def _checkin(tx: Tx, group: int) -> int:
+    tx.emit(NewEvent.for_group(EventType.STUDENT_CHECKIN, group, student_id=1))
+    return group
 
 
-def test_publish_threadsafe_from_four_threads_delivers_every_event_once_in_each_threads_order() -> (
-    None
-):
-    async def scenario() -> list[int]:
-        hub = Hub(encode=encode_event)  # 1,000 frames of ~200 bytes: well within 1 MiB
-        await hub.start()
-        start_together = threading.Barrier(THREADS)
+def test_concurrent_writes_are_announced_in_commit_order_before_each_write_returns(
+    engine: Engine,
+) -> None:
+    broadcaster = RecordingBroadcaster()
+    store = Store(engine, announcer=Announcer(broadcaster))
+    seen_on_return: dict[int, int] = {}
 
-        def publish_batch(first_id: int) -> None:
-            start_together.wait(timeout=WAIT_SECONDS)
-            for event_id in range(first_id, first_id + PER_THREAD):
-                hub.publish_threadsafe(make_event(event_id, 10))
+    async def write(group: int) -> None:
+        await store.write(lambda tx: _checkin(tx, group))
+        # commit, then publish, then answer: this write's event is out before it returns
+        seen_on_return[group] = len(broadcaster.events)
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
-            threads = [
-                threading.Thread(target=publish_batch, args=(1 + n * PER_THREAD,))
-                for n in range(THREADS)
-            ]
-            for thread in threads:
-                thread.start()
-            async with asyncio.timeout(WAIT_SECONDS):
-                received = [(await anext(sub)).id for _ in range(THREADS * PER_THREAD)]
-            for thread in threads:
-                thread.join(timeout=WAIT_SECONDS)
-            assert hub.stats().events_published == THREADS * PER_THREAD
-            return received
+    async def scenario() -> None:
+        async with asyncio.timeout(WAIT_SECONDS):
+            await asyncio.gather(*(write(group) for group in range(WRITES)))
 
-    received = asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
 
-    assert sorted(received) == list(range(1, THREADS * PER_THREAD + 1))
-    for n in range(THREADS):  # each publisher's events arrive in the order it published them
-        own = [i for i in received if 1 + n * PER_THREAD <= i <= (n + 1) * PER_THREAD]
-        assert own == sorted(own)
+    ids = [event.id for event in broadcaster.events]
+    assert len(ids) == WRITES
+    assert ids == sorted(ids)
+    for group, published in seen_on_return.items():
+        position = [event.active_group_id for event in broadcaster.events].index(group)
+        assert position < published
+
+
+def test_a_write_whose_caller_gave_up_is_still_announced(engine: Engine) -> None:
+    broadcaster = RecordingBroadcaster()
+    store = Store(engine, announcer=Announcer(broadcaster))
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(tx: Tx) -> int:
+        entered.set()
+        release.wait(WAIT_SECONDS)
+        return _checkin(tx, 7)
+
+    async def scenario() -> None:
+        caller = asyncio.create_task(store.write(slow))
+        assert await asyncio.to_thread(entered.wait, WAIT_SECONDS)  # the writer is in `slow`
+        caller.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        for _ in range(WAIT_SECONDS * 100):  # the announcement runs in a task of its own
+            if broadcaster.events:
+                break
+            await asyncio.sleep(0.01)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
+
+    assert [event.active_group_id for event in broadcaster.events] == [7]

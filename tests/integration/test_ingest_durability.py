@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import Session, col, func, select
 
 from edge_bridge.models import EventRecord, ProcessedScan, Visit
-from tests.factories import school_document
+from tests.factories import VISIT_EVENT_TYPES, school_document
 from tests.integration.conftest import System
 from tests.support.scanstream import ScanStream
 
@@ -27,7 +27,7 @@ def _assert_exactly_one_effect_each(system: System, stream: ScanStream) -> None:
         events = session.exec(
             select(func.count())
             .select_from(EventRecord)
-            .where(col(EventRecord.route_admin).is_(False))
+            .where(col(EventRecord.type).in_(VISIT_EVENT_TYPES))
         ).one()
         visits = session.exec(select(func.count()).select_from(Visit)).one()
         closed = session.exec(

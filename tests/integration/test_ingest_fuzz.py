@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge_bridge.tuning import MQTT_RECEIVE_MAXIMUM
 from edge_bridge.wire import MAX_PAYLOAD_BYTES
 from tests.integration.conftest import System
 
@@ -127,18 +128,21 @@ def test_arbitrary_bytes_and_json_leave_the_bridge_up_and_counted(system: System
 
 
 def test_nested_bracket_payloads_beside_valid_scans_stop_nothing(system: System) -> None:
-    # More poisoned messages than the broker keeps in flight to the bridge (100): if any of
-    # them held its slot unacknowledged, ingestion would stop.
+    # More poisoned messages than the broker keeps in flight to the bridge (the bridge's MQTT
+    # v5 Receive Maximum, which replaces mosquitto's max_inflight_messages for it): if each
+    # held its slot unacknowledged, ingestion would stop before the last valid scan.
     reader = system.reader("reader-101")
     tags = ["04A1B20000", "04A1B20001", "04A1B20002"]
+    poisoned = MQTT_RECEIVE_MAXIMUM + 50
+    every = poisoned // len(tags) + 1
     scan_ids: list[str] = []
 
-    for index in range(150):
+    for index in range(poisoned):
         reader.publish_raw(NESTED, wait=False)
-        if index % 50 == 0:  # published back to back: they share the worker's batch
-            scan_ids.append(reader.send(tags[index // 50], wait=False))
+        if index % every == 0:  # published between them: they share the worker's batches
+            scan_ids.append(reader.send(tags[index // every], wait=False))
     answers = [reader.wait_feedback(scan_id) for scan_id in scan_ids]
-    rejected = [reader.wait_feedback("") for _ in range(150)]  # no readable scan_id
+    rejected = [reader.wait_feedback("") for _ in range(poisoned)]  # no readable scan_id
     later = reader.scan("04A1B20003")
 
     assert [answer["result"] for answer in answers] == ["checked_in"] * 3
@@ -146,7 +150,7 @@ def test_nested_bracket_payloads_beside_valid_scans_stop_nothing(system: System)
     assert later["result"] == "checked_in"
     with system.http() as client:
         assert client.get("/ready").status_code == 200
-    assert _rejections(_metrics(system))["too_deep"] == 150
+    assert _rejections(_metrics(system))["too_deep"] == poisoned
     assert system.server.log_text().count("reason=too_deep") == 1  # rate-limited per device
 
 

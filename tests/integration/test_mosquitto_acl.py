@@ -304,3 +304,20 @@ def test_scan_queued_for_the_offline_bridge_survives_a_broker_restart(
     returning.connect(clean_start=False, session_expiry_seconds=ONE_DAY_SECONDS)
 
     assert returning.next_message().payload == b"while-the-bridge-was-away"
+
+
+def test_bridge_receives_scans_through_a_shared_subscription_and_a_reader_does_not(
+    connect: Connect, topics: Topics
+) -> None:
+    bridge = connect("edge-bridge")
+    assert bridge.subscribe(f"$share/edge/{topics.all_scans}").value == 1  # granted QoS 1
+    spy = connect("reader-b")
+    spy.subscribe(f"$share/spies/{topics.all_scans}")
+    spy.subscribe(topics.feedback("reader-b"))
+    reader = connect("reader-a")
+
+    reader.publish(topics.scan("reader-a"), b"shared-scan")
+    bridge.publish(topics.feedback("reader-b"), b"sentinel")
+
+    assert bridge.next_message().payload == b"shared-scan"
+    assert spy.messages_until(b"sentinel") == []

@@ -1,9 +1,12 @@
 """deploy/nginx.conf in front of a real bridge: TLS, streaming SSE, no gzip on events, no tokens
-in the access or error log, a request limit on /api/auth/, and the CSRF check's origin.
+in the access or error log, a request limit on logins per IPv4 address or IPv6 /64 (none on
+refresh and logout), and the CSRF check's origin.
 
 The test runs Debian's nginx (not as a daemon) with the shipped site file, in which only the
-ports, the certificate paths and the log path are swapped, inside a minimal main config of
-its own in tmp_path. The certificate comes from a throwaway CA made with openssl.
+ports, the certificate paths, the log path and the login limit's numbers are swapped, inside
+a minimal main config of its own in tmp_path. The certificate comes from a throwaway CA made
+with openssl. The main config trusts `X-Real-IP` from loopback (the realip module), so a test
+can speak as any client address.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ pytestmark = pytest.mark.integration
 SITE_FILE = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 MAX = "04A1B20000"  # student 401 Max Muster
 READY_TIMEOUT_SECONDS = 5.0
+# The login limit in the test's copy: one request a minute and a burst of 5, so the 7th
+# request within a minute is refused however slowly this machine runs the test.
+SHIPPED_LOGIN_RATE, TEST_LOGIN_RATE = "rate=30r/m;", "rate=1r/m;"
+SHIPPED_LOGIN_BURST, TEST_LOGIN_BURST = "burst=60 nodelay;", "burst=5 nodelay;"
+LOGINS_BEFORE_LIMIT = 1 + 5
 
 
 @dataclass
@@ -73,6 +81,8 @@ def render_site(
         "/etc/ssl/edge-bridge/fullchain.pem": str(tls.cert),
         "/etc/ssl/edge-bridge/privkey.pem": str(tls.key),
         "/var/log/nginx/edge-bridge.access.log": str(log),
+        SHIPPED_LOGIN_RATE: TEST_LOGIN_RATE,
+        SHIPPED_LOGIN_BURST: TEST_LOGIN_BURST,
     }
     for old, new in swaps.items():
         assert old in text, f"deploy/nginx.conf no longer contains {old!r}: update this test"
@@ -98,6 +108,8 @@ http {{
     fastcgi_temp_path {temp}/fastcgi;
     uwsgi_temp_path {temp}/uwsgi;
     scgi_temp_path {temp}/scgi;
+    set_real_ip_from 127.0.0.1;
+    real_ip_header X-Real-IP;
     include {site};
 }}
 """
@@ -229,22 +241,61 @@ def _https(proxy: Proxy) -> httpx.Client:
     )
 
 
-def test_nginx_limits_requests_to_the_auth_routes_per_address(system: System, proxy: Proxy) -> None:
-    https = _https(proxy)
+def _login(https: httpx.Client, n: int, client: str) -> httpx.Response:
+    return https.post(
+        "/api/auth/login",
+        json={"email": f"guess{n}@example.org", "password": "x"},
+        headers={"X-Real-IP": client},
+    )
 
-    statuses = [
+
+def _refused_by_nginx(response: httpx.Response) -> bool:
+    return response.status_code == 429 and "nginx" in response.text
+
+
+def test_nginx_limits_logins_per_address_and_lets_refresh_and_logout_through(
+    system: System, proxy: Proxy
+) -> None:
+    https = _https(proxy)
+    client = "198.51.100.7"
+
+    logins = [_login(https, n, client) for n in range(LOGINS_BEFORE_LIMIT + 2)]
+    refreshes = [
         https.post(
-            "/api/auth/login", json={"email": f"guess{n}@example.org", "password": "x"}
-        ).status_code
-        for n in range(25)
+            "/api/auth/refresh", json={"refresh_token": "x" * 43}, headers={"X-Real-IP": client}
+        )
+        for _ in range(LOGINS_BEFORE_LIMIT + 2)
     ]
-    health = https.get("/health")
+    logout = https.post("/api/auth/logout", headers={"X-Real-IP": client})
+    other_client = _login(https, 99, "198.51.100.8")
+    health = https.get("/health", headers={"X-Real-IP": client})
     https.close()
 
-    assert statuses[:21] == [401] * 21  # one request plus a burst of 20 reach the bridge
-    assert set(statuses[21:]) == {429}  # then 10 a minute: the rest never reach it
+    statuses = [response.status_code for response in logins]
+    assert statuses[:LOGINS_BEFORE_LIMIT] == [401] * LOGINS_BEFORE_LIMIT  # reach the bridge
+    assert all(_refused_by_nginx(response) for response in logins[LOGINS_BEFORE_LIMIT:])
+    assert system.server.log_text().count("Login failed reason=bad_credentials") == (
+        LOGINS_BEFORE_LIMIT + 1  # ... and the other address's one
+    )
+    assert [response.status_code for response in refreshes] == [401] * len(refreshes)
+    assert not _refused_by_nginx(logout)  # the bridge answers it
+    assert other_client.status_code == 401  # each address has a limit of its own
     assert health.status_code == 200  # other routes are not limited
-    assert system.server.log_text().count("Login failed reason=bad_credentials") == 21
+
+
+def test_nginx_counts_the_logins_of_one_ipv6_64_together(system: System, proxy: Proxy) -> None:
+    https = _https(proxy)
+    same_64 = [f"2001:db8:1:2::{n + 1:x}" for n in range(LOGINS_BEFORE_LIMIT + 1)]
+
+    logins = [_login(https, n, address) for n, address in enumerate(same_64)]
+    next_64 = _login(https, 99, "2001:db8:1:3::1")
+    https.close()
+
+    assert [response.status_code for response in logins[:LOGINS_BEFORE_LIMIT]] == [401] * (
+        LOGINS_BEFORE_LIMIT
+    )
+    assert _refused_by_nginx(logins[LOGINS_BEFORE_LIMIT])  # a new address, the same /64
+    assert next_64.status_code == 401
 
 
 def test_a_failed_event_stream_request_puts_no_token_into_nginx_error_log(

@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import Session, col, func, select
 
 from edge_bridge.models import EventRecord, ProcessedScan, Visit
-from tests.factories import open_groups
+from tests.factories import VISIT_EVENT_TYPES, open_groups
 from tests.integration.conftest import System
 
 pytestmark = pytest.mark.integration
@@ -127,7 +127,7 @@ def test_a_redelivered_scan_has_no_second_effect_and_repeats_its_feedback(
             session.exec(
                 select(func.count())
                 .select_from(EventRecord)
-                .where(col(EventRecord.route_admin).is_(False))
+                .where(col(EventRecord.type).in_(VISIT_EVENT_TYPES))
             ).one()
             == 1
         )

@@ -325,17 +325,34 @@ describe('reconnecting with backoff', () => {
     assert.deepEqual(ctx.clock.pendingDelays, [1000]);
   });
 
-  test('a successful open resets the attempts so the next drop waits one second again', async () => {
+  test('a connected frame resets the attempts so the next drop waits one second again', async () => {
     const ctx = setup();
     ctx.client.start();
     ctx.source.open();
     await failAttempts(ctx, 3);
     assert.equal(ctx.client.attempts, 3);
     ctx.source.open();
+    assert.equal(ctx.client.attempts, 3); // open alone says nothing about whose stream it is
+    ctx.source.emit('connected', { status: 'ready', user_id: '1' });
     assert.equal(ctx.client.attempts, 0);
     assert.equal(ctx.client.status, 'connected');
     ctx.source.fail();
     assert.deepEqual(ctx.clock.pendingDelays, [1000]);
+  });
+
+  test('streams that open and drop before their connected frame still end in failed', async () => {
+    const ctx = setup();
+    ctx.client.start();
+    for (let i = 0; i < 6; i += 1) {
+      ctx.source.open();
+      ctx.source.fail();
+      const [delay] = ctx.clock.pendingDelays;
+      if (delay === undefined) break;
+      ctx.clock.advance(delay);
+      await flush();
+    }
+    assert.equal(ctx.client.status, 'failed');
+    assert.equal(ctx.EventSource.instances.length, 6);
   });
 
   test('an event source constructor that throws is reported and retried with backoff', () => {
@@ -598,6 +615,62 @@ describe('whose stream', () => {
     );
     assert.equal(ctx.errors[0].name, 'SseWrongUserError');
     assert.equal(ctx.client.status, 'connected');
+  });
+
+  test('a stream still someone else after one refresh turns failed with a final error', async () => {
+    const ctx = setup({ options: { getUserId: () => '1' } });
+    ctx.client.start();
+    ctx.source.open();
+    ctx.source.emit('connected', { status: 'ready', user_id: '2' });
+    ctx.clock.advance(1000);
+    await flush();
+    ctx.source.open();
+    ctx.source.emit('connected', { status: 'ready', user_id: '2' }); // the refresh did not help
+    ctx.clock.advance(60_000);
+    await flush();
+
+    assert.equal(ctx.client.status, 'failed');
+    assert.equal(ctx.EventSource.instances.length, 2);
+    assert.equal(ctx.EventSource.latest.closed, true);
+    assert.equal(ctx.refreshCalls.length, 1);
+    assert.equal(ctx.clock.pendingCount, 0);
+    assert.equal(ctx.events.length, 0); // no frame of someone else's stream reached the page
+    assert.deepEqual(
+      ctx.errors.map((err) => [err.name, err.final]),
+      [
+        ['SseWrongUserError', false],
+        ['SseWrongUserError', true],
+      ],
+    );
+    assert.match(ctx.errors[1].message, /neu anmelden/);
+  });
+
+  test('retry after a wrong user failure refreshes once more before giving up again', async () => {
+    const ctx = setup({ options: { getUserId: () => '1' } });
+    ctx.client.start();
+    ctx.source.open();
+    ctx.source.emit('connected', { status: 'ready', user_id: '2' });
+    ctx.clock.advance(1000);
+    await flush();
+    ctx.source.open();
+    ctx.source.emit('connected', { status: 'ready', user_id: '2' });
+
+    ctx.client.retry();
+    await flush();
+    ctx.source.open();
+    ctx.source.emit('connected', { status: 'ready', user_id: '2' });
+    ctx.clock.advance(1000);
+    await flush();
+    ctx.source.open();
+    ctx.source.emit('connected', { status: 'ready', user_id: '1' });
+
+    assert.equal(ctx.client.status, 'connected');
+    assert.equal(ctx.refreshCalls.length, 2);
+    assert.equal(ctx.client.attempts, 0);
+    assert.deepEqual(
+      ctx.events.map((event) => [event.type, event.envelope.user_id]),
+      [['connected', '1']],
+    );
   });
 
   test('without an expected user any connected frame is accepted', () => {

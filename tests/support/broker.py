@@ -70,6 +70,7 @@ class Broker:
         prefix: str,
         users: Mapping[str, str],
         bridge_username: str = DEFAULT_BRIDGE_USERNAME,
+        bridge_usernames: list[str] | None = None,
         persistence: bool = False,
         options: Mapping[str, str | list[str]] | None = None,
         port: int | None = None,
@@ -78,7 +79,7 @@ class Broker:
         self.directory = directory
         self.prefix = prefix
         self.users = dict(users)  # change it, then restart(), to change who may log in
-        self.bridge_username = bridge_username
+        self.bridge_usernames = list(bridge_usernames or [bridge_username])  # one per instance
         self.persistence = persistence
         self.options = dict(options or {})
         self.extra_config = extra_config
@@ -169,7 +170,7 @@ class Broker:
         password_file.unlink(missing_ok=True)
         set_passwords(password_file, self.users)
         acl_file = self.directory / "acl"
-        write_acl(acl_file, prefix=self.prefix, bridge_username=self.bridge_username)
+        write_acl(acl_file, prefix=self.prefix, bridge_usernames=self.bridge_usernames)
         replacements = {
             "listener": [f"{self.port} {self.host}"],
             "password_file": [str(password_file)],

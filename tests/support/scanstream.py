@@ -28,6 +28,8 @@ class SentScan:
     sends: int = 0
     last_sent: float = 0.0
     feedback: dict[str, Any] | None = None
+    first_sent: float = 0.0  # time.monotonic() of the first publish
+    answered: float = 0.0  # when collect() first saw its feedback (polling: up to 50 ms late)
 
 
 @dataclass
@@ -60,6 +62,7 @@ class ScanStream:
         reader.send(scan.tag, scan_id=scan.scan_id, ts=scan.ts, wait=False)
         scan.sends += 1
         scan.last_sent = time.monotonic()
+        scan.first_sent = scan.first_sent or scan.last_sent
 
     def collect(self) -> int:
         """Pick up arrived feedback; returns how many scans are answered."""
@@ -69,6 +72,7 @@ class ScanStream:
                 reader = self.readers[scan.device_id]
                 if reader.has_feedback(scan.scan_id):
                     scan.feedback = reader.wait_feedback(scan.scan_id, timeout=0.1)
+                    scan.answered = time.monotonic()
             answered += scan.feedback is not None
         return answered
 

@@ -71,6 +71,7 @@ def test_rendered_acl_lets_readers_write_only_their_own_scan_and_status() -> Non
         "pattern write school/ogs/readers/%u/status",
         "pattern read school/ogs/readers/%u/feedback",
         "pattern read school/ogs/bridge/status",
+        "pattern read school/ogs/bridge/+/status",
     ]
 
 
@@ -82,8 +83,23 @@ def test_rendered_acl_gives_the_bridge_user_every_reader_topic_and_its_status() 
         "topic read school/ogs/readers/+/status",
         "topic write school/ogs/readers/+/feedback",
         "topic readwrite school/ogs/bridge/status",
+        "topic readwrite school/ogs/bridge/+/status",
     ]
     assert "{" not in render_acl(prefix="p", bridge_username="b")
+
+
+def test_rendered_acl_gives_each_of_several_bridge_users_the_same_rights() -> None:
+    rules = _rules(render_acl(prefix="city", bridge_usernames=["bridge-a", "bridge-b"]))
+
+    assert rules["bridge-a"] == rules["bridge-b"]
+    assert "topic read city/readers/+/scan" in rules["bridge-b"]
+    assert "topic readwrite city/bridge/+/status" in rules["bridge-b"]
+    assert rules[None] == _rules(render_acl(prefix="city", bridge_username="bridge-a"))[None]
+
+
+def test_rendered_acl_refuses_a_bridge_username_that_could_widen_it() -> None:
+    with pytest.raises(CredentialsError, match="MQTT username"):
+        render_acl(prefix="city", bridge_usernames=["bridge-a", "b\nuser x"])
 
 
 def test_rendered_acl_strips_slashes_around_the_prefix_like_the_topics_do() -> None:

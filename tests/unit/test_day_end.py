@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from edge_bridge.day_end import close_day
+from edge_bridge.day_end import DayEnd, close_day
 from edge_bridge.events import EventType, Source
 from edge_bridge.models import Student, Visit
 from edge_bridge.store import Store
 from edge_bridge.visits import Actor, check_in, running_group
-from tests.factories import RecordingBroadcaster
+from tests.factories import AnnouncingWriter, RecordingBroadcaster
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SIX_PM = time(18, 0)
 
 
-def _check_in(store: Store, student_id: int, group_id: int, at: datetime) -> None:
+def _check_in(
+    store: Store | AnnouncingWriter, student_id: int, group_id: int, at: datetime
+) -> None:
     def work(tx):  # type: ignore[no-untyped-def]
         student = tx.session.get(Student, student_id)
         check_in(
@@ -36,7 +40,7 @@ def _check_in(store: Store, student_id: int, group_id: int, at: datetime) -> Non
 
 def test_close_day_closes_every_visit_begun_before_the_cutoff_once(school_engine: Engine) -> None:
     broadcaster = RecordingBroadcaster()
-    store = Store(school_engine, broadcaster=broadcaster)
+    store = AnnouncingWriter(Store(school_engine), broadcaster)
     cutoff = datetime(2026, 12, 2, 17, 0, tzinfo=UTC)
     _check_in(store, 401, 124, cutoff - timedelta(hours=3))
     _check_in(store, 402, 123, cutoff - timedelta(hours=1))
@@ -80,3 +84,40 @@ def test_a_check_in_the_next_day_succeeds_after_the_day_was_closed(school_engine
             select(Visit).where(Visit.student_id == 401, col(Visit.exit_time).is_(None))
         ).all()
     assert [v.entry_time for v in open_visits] == [cutoff + timedelta(hours=16)]
+
+
+def test_a_day_end_woken_a_hair_early_still_closes_that_day(school_engine: Engine) -> None:
+    store = Store(school_engine)
+    due = datetime(2026, 12, 2, 17, 0, tzinfo=UTC)  # 18:00 in Berlin
+    _check_in(store, 401, 124, due - timedelta(hours=2))
+    times = iter([due - timedelta(seconds=30), due - timedelta(microseconds=1)])
+    closed: list[datetime] = []
+
+    class Done(Exception):
+        pass
+
+    async def sleep(_seconds: float) -> None:
+        if closed:
+            raise Done  # the loop came round again: stop it
+
+    day_end = DayEnd(store, tz=BERLIN, day_end=time(18, 0), clock=lambda: next(times), sleep=sleep)
+    original_close = day_end.close
+
+    async def close(cutoff: datetime) -> list[int]:
+        closed.append(cutoff)
+        return await original_close(cutoff)
+
+    day_end.close = close  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        with contextlib.suppress(Done):
+            async with asyncio.timeout(5):
+                await day_end.run()
+
+    asyncio.run(scenario())
+    store.close()
+
+    assert closed == [due]
+    with Session(school_engine) as session:
+        visit = session.exec(select(Visit).where(Visit.student_id == 401)).one()
+    assert visit.exit_time == due and visit.exit_reason == "auto_checkout"

@@ -9,6 +9,7 @@ also validates compose.yaml with docker-compose and lints the Dockerfile with ha
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import stat
 import subprocess
@@ -218,20 +219,26 @@ def _top_level(nginx_site: str) -> list[str]:
     return found
 
 
-def test_nginx_limits_the_auth_routes_and_keeps_stream_request_lines_out_of_its_error_log() -> None:
+def test_nginx_limits_logins_per_ipv4_address_or_ipv6_64_and_not_refresh_or_logout() -> None:
+    site = NGINX_SITE.read_text()
+    login = site[site.index("location = /api/auth/login {") :].split("}", 1)[0]
+    top = _top_level(site)
+    zone = "limit_req_zone $edge_bridge_client zone=edge_bridge_login:10m rate=30r/m;"
+
+    assert top.count(zone) == 1  # in the http context, outside every block
+    assert "map $binary_remote_addr $edge_bridge_client {" in site  # IPv6 keyed by its /64
+    assert '"~^(?s)(?<edge_bridge_ipv6_64>.{8}).{8}$" $edge_bridge_ipv6_64;' in site
+    assert "limit_req zone=edge_bridge_login burst=60 nodelay;" in login
+    assert "limit_req_status 429;" in login
+    assert site.count("limit_req ") == 1  # refresh and logout: no zone
+    assert "location /api/auth/" not in site
+
+
+def test_nginx_keeps_stream_request_lines_out_of_its_error_log() -> None:
     site = NGINX_SITE.read_text()
     directives = [line.strip() for line in site.splitlines() if not line.lstrip().startswith("#")]
-    auth = site[site.index("location /api/auth/ {") :].split("}", 1)[0]
     sse = site[site.index("location /api/sse/ {") :].split("}", 1)[0]
 
-    assert (
-        _top_level(site).count(
-            "limit_req_zone $binary_remote_addr zone=edge_bridge_auth:10m rate=10r/m;"
-        )
-        == 1
-    )  # in the http context the site file is included in, outside every block
-    assert "limit_req zone=edge_bridge_auth burst=20 nodelay;" in auth
-    assert "limit_req_status 429;" in auth
     assert "error_log /var/log/nginx/edge-bridge.error.log crit;" in sse
     assert directives.count("error_log /var/log/nginx/edge-bridge.error.log error;") == 2
     assert "proxy_set_header X-Forwarded-Host $http_host;" in directives  # with the port
@@ -240,7 +247,7 @@ def test_nginx_limits_the_auth_routes_and_keeps_stream_request_lines_out_of_its_
 def test_the_cert_script_makes_a_ca_and_a_broker_certificate_for_the_given_names(
     tmp_path: Path,
 ) -> None:
-    certs = tmp_path / "certs"
+    certs, ca = tmp_path / "certs", tmp_path / "ca"
 
     made = subprocess.run(
         [str(CERT_SCRIPT), str(certs), "broker.school.example", "10.0.5.2"],
@@ -248,7 +255,15 @@ def test_the_cert_script_makes_a_ca_and_a_broker_certificate_for_the_given_names
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, "MQTT_CA_DIR": str(ca)},
     )
+    usage = subprocess.run(
+        ["openssl", "x509", "-in", str(certs / "broker.crt"), "-noout", "-ext", "keyUsage"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
     verified = subprocess.run(
         ["openssl", "verify", "-CAfile", str(certs / "ca.crt"), str(certs / "broker.crt")],
         capture_output=True,
@@ -267,8 +282,11 @@ def test_the_cert_script_makes_a_ca_and_a_broker_certificate_for_the_given_names
     assert made.returncode == 0, made.stderr
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "DNS:broker.school.example" in names and "IP Address:10.0.5.2" in names
-    assert stat.S_IMODE((certs / "ca.key").stat().st_mode) == 0o600
+    assert not (certs / "ca.key").exists()  # certs/ is mounted into the broker; the CA key is not
+    assert stat.S_IMODE((ca / "ca.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((certs / "broker.key").stat().st_mode) == 0o640
+    assert stat.S_IMODE(certs.stat().st_mode) & 0o005 == 0o005  # uid 1883 can enter it
+    assert "Digital Signature" in usage and "Key Encipherment" not in usage  # an EC key
     assert "scripts/make-mqtt-certs.sh" in CONTAINER_MOSQUITTO.read_text()
 
 

@@ -93,6 +93,7 @@ class FakeHistory:
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
         admin: bool = False,
+        up_to: int | None = None,
     ) -> list[Event] | None:
         self.calls += 1
         if self.before_read is not None:
@@ -103,6 +104,7 @@ class FakeHistory:
             event
             for event in self.log
             if event.id > last_event_id
+            and (up_to is None or event.id <= up_to)
             and (
                 event.route_active_group_id in active_group_ids
                 or event.route_ogs_group_id in ogs_group_ids
@@ -703,25 +705,7 @@ def test_update_staff_without_open_subscriptions_does_nothing() -> None:
     run(scenario)
 
 
-# Threads and shutdown
-
-
-def test_publish_threadsafe_before_the_hub_is_bound_raises() -> None:
-    with pytest.raises(RuntimeError, match="not bound"):
-        make_hub().publish_threadsafe(make_event(1, 10))
-
-
-def test_publish_threadsafe_after_the_loop_closed_drops_the_event_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    loop = asyncio.new_event_loop()
-    hub = make_hub()
-    hub.bind(loop)
-    loop.close()
-
-    hub.publish_threadsafe(make_event(1, 10))
-
-    assert caplog.messages == ["SSE hand-over dropped reason=loop_closed event_id=1"]
+# Shutdown
 
 
 def test_close_all_ends_every_subscription_promptly() -> None:
@@ -1025,5 +1009,95 @@ def test_a_reconnect_storm_reads_the_history_a_few_at_a_time_and_every_client_re
         assert most_at_once == HUB_HISTORY_READS_AT_ONCE
         assert history.calls == 50
         assert replayed == [[5, 6, 7, 8, 9, 10]] * 50
+
+    run(scenario)
+
+
+# One feed, possibly a moment behind another instance (PostgreSQL's event-log tail)
+
+
+def test_an_event_at_or_below_the_newest_id_is_ignored_not_delivered_twice() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            await hub.publish(make_event(1, 10))
+            await hub.publish(make_event(2, 10))
+
+            repeated = await hub.publish(make_event(2, 10))
+            older = await hub.publish(make_event(1, 10))
+            await hub.publish(make_event(3, 10))
+
+            assert (repeated, older) == (0, 0)
+            assert await take(sub, 3) == [1, 2, 3]
+            assert hub.stats().events_published == 3
+
+    run(scenario)
+
+
+def test_advance_moves_the_position_past_ids_routed_to_no_stream() -> None:
+    async def scenario() -> None:
+        hub = make_hub(history=FakeHistory([]))
+        await hub.publish(make_event(1, 10))
+
+        hub.advance(4)  # 2..4: internal rows the tail read
+        hub.advance(3)  # never backwards
+        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            await hub.publish(make_event(5, 10))
+
+            assert hub.last_event_id == 5
+            assert sub.start_after_id == 4
+            assert await take(sub, 1) == [5]
+
+    run(scenario)
+
+
+def test_a_last_event_id_just_ahead_of_the_feed_waits_for_it_and_gets_no_repeats() -> None:
+    async def scenario() -> None:
+        history = FakeHistory([])
+        hub = make_hub(history=history, catch_up_wait_seconds=WAIT_SECONDS)
+        await hub.publish(make_event(1, 10))
+
+        async def feed() -> None:  # runs once the subscription waits for the feed
+            for event_id in (2, 3, 4):
+                await hub.publish(make_event(event_id, 10))
+
+        # The client saw 2 and 3 on another instance; this one's feed has only 1 so far.
+        feeder = asyncio.create_task(feed())
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=3) as sub:
+            assert await take(sub, 1) == [4]
+            assert hub.stats().resyncs == 0
+        await feeder
+
+    run(scenario)
+
+
+def test_a_last_event_id_the_feed_never_reaches_gets_a_resync_after_the_wait() -> None:
+    async def scenario() -> None:
+        hub = make_hub(history=FakeHistory([]), catch_up_wait_seconds=0.05)
+        await hub.publish(make_event(1, 10))
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=99) as sub:
+            resync = await next_event(sub)
+
+            assert (resync.type, resync.id) == (EventType.RESYNC, 1)
+
+    run(scenario)
+
+
+def test_a_history_replay_stops_at_the_hubs_position_and_newer_events_come_live_once() -> None:
+    async def scenario() -> None:
+        # The log already holds 6, which this hub's feed has not handed over yet.
+        log = [make_event(event_id, 10) for event_id in range(1, 7)]
+        history = FakeHistory(log)
+        hub = make_hub(ring_size=1, history=history)
+        for event in log[:5]:
+            await hub.publish(event)
+
+        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=2) as sub:
+            await hub.publish(log[5])
+
+            assert await take(sub, 4) == [3, 4, 5, 6]
+            await hub.publish(make_event(7, 10))
+            assert await take(sub, 1) == [7]
 
     run(scenario)

@@ -116,3 +116,14 @@ def test_uvicorns_access_log_goes_through_the_redacting_handler(
     assert 'uvicorn.access: 127.0.0.1:50000 - "GET /api/sse/events?<redacted> HTTP/1.1" 200' in err
     assert JWT not in err
     assert logging.getLogger("uvicorn.access").handlers == []
+
+
+def test_every_line_ends_with_the_instance_id(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", instance_id="bridge-a:8000")
+
+    logging.getLogger("edge_bridge.ingest").warning("Scan rejected device_id=%s", "r1")
+
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.endswith("edge_bridge.ingest: Scan rejected device_id=r1 instance_id=bridge-a:8000")

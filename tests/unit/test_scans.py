@@ -12,6 +12,7 @@ from edge_bridge.models import Device, EventRecord, ProcessedScan, Visit
 from edge_bridge.scans import Scan, prune_processed_scans, record_scans
 from edge_bridge.store import Store
 from edge_bridge.wire import ScanResult
+from tests.factories import VISIT_EVENT_TYPES
 
 MAX = "04A1B20000"
 LENA = "04A1B20001"
@@ -36,12 +37,12 @@ def _record(engine: Engine, scans: list[Scan], *, debounce: float = 3) -> list[S
 
 
 def _group_events(engine: Engine) -> int:
-    """Events in the log for groups and home groups (without the admins' occupancy events)."""
+    """Visit events in the log (check-ins and check-outs)."""
     with Session(engine) as session:
         return session.exec(
             select(func.count())
             .select_from(EventRecord)
-            .where(col(EventRecord.route_admin).is_(False))
+            .where(col(EventRecord.type).in_(VISIT_EVENT_TYPES))
         ).one()
 
 

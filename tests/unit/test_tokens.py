@@ -16,6 +16,7 @@ from edge_bridge.config import Settings
 from edge_bridge.db import transaction
 from edge_bridge.models import Staff
 from edge_bridge.tokens import TokenClaims, TokenError, decode_token, issue_token
+from edge_bridge.tuning import REFRESH_REUSE_GRACE_SECONDS
 
 SECRET = "s" * 48
 
@@ -147,6 +148,36 @@ def test_rotation_issues_the_next_token_of_the_family_and_reuse_revokes_it(
     assert second.family_id == first.family_id
     assert _refresh_claims(second.token).expires_at == first_claims.expires_at  # not extended
     assert reused.value.reason == "reused"
+    assert after.value.reason == "revoked"
+
+
+def test_a_used_token_presented_again_within_the_grace_window_revokes_nothing(
+    engine: Engine,
+) -> None:
+    with transaction(engine) as session:
+        session.add(Staff(id=1, name="Frau Schmidt", email="schmidt@example.org"))
+    first = refresh_tokens.issue(engine, 1, secret=SECRET, ttl_seconds=3600, now=1_000_000)
+    first_claims = _refresh_claims(first.token)
+    used_at = 1_000_100
+    second = refresh_tokens.rotate(engine, first_claims, secret=SECRET, now=used_at)
+
+    with pytest.raises(refresh_tokens.RefreshRefused) as raced:  # the losing tab
+        refresh_tokens.rotate(
+            engine, first_claims, secret=SECRET, now=used_at + REFRESH_REUSE_GRACE_SECONDS
+        )
+    third = refresh_tokens.rotate(
+        engine, _refresh_claims(second.token), secret=SECRET, now=used_at + 1
+    )
+    with pytest.raises(refresh_tokens.RefreshRefused) as stolen:  # a copy, after the window
+        refresh_tokens.rotate(
+            engine, first_claims, secret=SECRET, now=used_at + REFRESH_REUSE_GRACE_SECONDS + 1
+        )
+    with pytest.raises(refresh_tokens.RefreshRefused) as after:
+        refresh_tokens.rotate(engine, _refresh_claims(third.token), secret=SECRET, now=used_at + 30)
+
+    assert raced.value.reason == "already_used"
+    assert third.family_id == first.family_id  # the winner's token still worked
+    assert stolen.value.reason == "reused"
     assert after.value.reason == "revoked"
 
 

@@ -23,7 +23,7 @@ from edge_bridge.visits import (
     start_activity,
 )
 from edge_bridge.wire import ScanResult
-from tests.factories import RecordingBroadcaster
+from tests.factories import AnnouncingWriter, RecordingBroadcaster
 
 NOW = datetime(2026, 11, 26, 13, 30, tzinfo=UTC)
 
@@ -76,9 +76,9 @@ def test_the_contract_table(state: ScanState, expected: tuple[Action, ScanResult
 
 
 @pytest.fixture
-def store(school_engine: Engine) -> tuple[Store, RecordingBroadcaster]:
+def store(school_engine: Engine) -> tuple[AnnouncingWriter, RecordingBroadcaster]:
     broadcaster = RecordingBroadcaster()
-    return Store(school_engine, broadcaster=broadcaster), broadcaster
+    return AnnouncingWriter(Store(school_engine), broadcaster), broadcaster
 
 
 def _student(session: Session, student_id: int) -> Student:
@@ -88,7 +88,7 @@ def _student(session: Session, student_id: int) -> Student:
 
 
 def test_a_manual_transfer_closes_the_old_visit_and_announces_both_events(
-    store: tuple[Store, RecordingBroadcaster],
+    store: tuple[AnnouncingWriter, RecordingBroadcaster],
 ) -> None:
     writer, broadcaster = store
     writer.write_blocking(
@@ -124,7 +124,7 @@ def test_a_manual_transfer_closes_the_old_visit_and_announces_both_events(
 
 
 def test_checking_in_twice_to_the_same_group_is_a_conflict_and_changes_nothing(
-    store: tuple[Store, RecordingBroadcaster],
+    store: tuple[AnnouncingWriter, RecordingBroadcaster],
 ) -> None:
     writer, broadcaster = store
     work = lambda tx: check_in(  # noqa: E731
@@ -139,7 +139,7 @@ def test_checking_in_twice_to_the_same_group_is_a_conflict_and_changes_nothing(
 
 
 def test_checking_out_a_student_who_is_not_there_is_not_found(
-    store: tuple[Store, RecordingBroadcaster],
+    store: tuple[AnnouncingWriter, RecordingBroadcaster],
 ) -> None:
     writer, broadcaster = store
 
@@ -152,7 +152,7 @@ def test_checking_out_a_student_who_is_not_there_is_not_found(
 
 
 def test_starting_an_activity_in_a_busy_room_is_a_conflict(
-    store: tuple[Store, RecordingBroadcaster],
+    store: tuple[AnnouncingWriter, RecordingBroadcaster],
 ) -> None:
     writer, _ = store
 
@@ -163,7 +163,7 @@ def test_starting_an_activity_in_a_busy_room_is_a_conflict(
 
 
 def test_starting_an_activity_makes_the_starter_supervise_it(
-    store: tuple[Store, RecordingBroadcaster],
+    store: tuple[AnnouncingWriter, RecordingBroadcaster],
 ) -> None:
     writer, broadcaster = store
 
@@ -178,10 +178,12 @@ def test_starting_an_activity_makes_the_starter_supervise_it(
         (3, frozenset({group_id}), frozenset({7}), True),
         (3, frozenset({group_id}), frozenset({7}), False),
     ]
+    start = broadcaster.events[-1].id
+    assert broadcaster.log == [("staff", 3, True), ("event", start), ("staff", 3, False)]
 
 
 def test_ending_an_activity_closes_visits_and_tells_home_group_leaders(
-    store: tuple[Store, RecordingBroadcaster],
+    store: tuple[AnnouncingWriter, RecordingBroadcaster],
 ) -> None:
     writer, broadcaster = store
     for student_id in (401, 431):
@@ -208,6 +210,8 @@ def test_ending_an_activity_closes_visits_and_tells_home_group_leaders(
         (1, frozenset(), frozenset(), True),
         (1, frozenset(), frozenset(), False),
     ]
+    assert broadcaster.log[-1] == ("staff", 1, False)
+    assert broadcaster.log.index(("event", end.id)) < broadcaster.log.index(("staff", 1, False))
     with Session(writer.engine) as session:
         group = session.get(ActiveGroup, 124)
         assert group is not None and group.ended_at == NOW
