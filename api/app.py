@@ -89,7 +89,7 @@ def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
     app.state.directory = bridge.directory
     app.state.access_tokens = AccessTokenCache(secret=settings.jwt_secret)
     app.state.ingest_healthy = bridge.ingest_healthy
-    app.state.login_limiters = LoginLimits()
+    app.state.login_limiters = LoginLimits(bridge.engine)  # per-email counts: shared
     app.state.refresh_prune = PruneSchedule(REFRESH_TOKEN_PRUNE_INTERVAL_SECONDS)
     # Pure ASGI (no BaseHTTPMiddleware): it adds headers to the response start and passes
     # every body chunk through untouched, so event streams are neither buffered nor broken.

@@ -1,29 +1,46 @@
-"""Login rate limiting, in memory: failure windows per key, known addresses, address buckets.
+"""Login rate limiting: per-email failure windows in the database, per-address ones in memory.
 
-Not thread-safe on purpose: the login route checks and counts on the event loop, where
-nothing runs in between, so a burst of parallel attempts cannot slip past the limit. An
-attempt is counted as a failure before its password is checked (in a thread) and forgiven
-when the password was right, so only failures stay counted.
+An attempt is counted as a failure before its password is checked and forgiven when the
+password was right, so only failures stay counted, and a burst of parallel attempts cannot
+slip past a limit: each check-and-count is one step. Per email (and per known address) that
+step is one atomic upsert in the shared database (`StoredFailureWindows`), so N instances
+behind a load balancer give an attacker one budget per email, not N. Per client address
+the limit is the load balancer's (deploy/nginx.conf `limit_req`) plus this process's
+in-memory bucket; the known-address map is in memory too (each instance learns its own).
+`LoginLimits` is thread-safe: the route runs it in a worker thread, off the event loop.
 
 The rules (README "Security"):
 - per client address (IPv4 address, IPv6 /64): at most `LOGIN_FAILURES_PER_ADDRESS`
   failures per window;
-- per email: at most `LOGIN_FAILURES_PER_EMAIL` failures per window;
+- per email: at most `LOGIN_FAILURES_PER_EMAIL` failures per window (a fixed window that
+  starts at the first failure and restarts once it is over, counted in the database);
 - a *known* address for an email (one that logged in successfully as that email before,
-  `KnownAddresses`) is held to neither: it has its own, per (email, address) failure limit.
+  `KnownAddresses`) is held to neither: it has its own, per (email, address) failure limit
+  (in the database as well).
   Nobody elsewhere can lock a staff member out, and a school's shared NAT address that an
   attacker filled up still lets in everyone who logged in from there before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import logging
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from edge_bridge.models import LoginFailureWindow
+from edge_bridge.refresh_tokens import PruneSchedule
 from edge_bridge.tuning import (
+    LOGIN_FAILURE_PRUNE_INTERVAL_SECONDS,
     LOGIN_FAILURES_PER_ADDRESS,
     LOGIN_FAILURES_PER_EMAIL,
     LOGIN_FAILURES_PER_KNOWN_ADDRESS,
@@ -32,6 +49,9 @@ from edge_bridge.tuning import (
     LOGIN_LIMITER_MAX_KEYS,
     LOGIN_WINDOW_SECONDS,
 )
+
+logger = logging.getLogger(__name__)
+_WINDOWS = LoginFailureWindow.__table__  # type: ignore[attr-defined]
 
 # Over max_keys, at most this many times more keys are kept when all of them are over their
 # limit (blocked keys are never dropped for a newcomer; they leave when their window ends).
@@ -179,47 +199,183 @@ class KnownAddresses:
         return len(self._seen)
 
 
-class LoginLimits:
-    """The login route's limits: `admit` before the password check, `succeeded` after."""
+class StoredFailureWindows:
+    """Failure counts per key in the shared database, one fixed window per key.
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        def window(limit: int) -> SlidingWindowLimiter:
-            return SlidingWindowLimiter(
-                limit=limit,
-                window_seconds=LOGIN_WINDOW_SECONDS,
-                max_keys=LOGIN_LIMITER_MAX_KEYS,
-                clock=clock,
+    `count` is one statement, an upsert whose result decides: it restarts a window that is
+    over, counts the attempt while the window is under `limit`, and marks the window as
+    refused (`limit + 1`, never more) once it is full, returning the row as it then is. So
+    parallel attempts on any number of instances are serialized by the row, and no more than
+    `limit` are admitted per window. `forgive` takes one admitted attempt back.
+    Keys are stored as their SHA-256, never as typed.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        window_seconds: float = LOGIN_WINDOW_SECONDS,
+        wall_clock: Callable[[], float] = time.time,
+        prune: PruneSchedule | None = None,
+    ) -> None:
+        if engine.dialect.name not in ("postgresql", "sqlite"):
+            msg = f"login limits need PostgreSQL or SQLite, got: {engine.dialect.name}"
+            raise ValueError(msg)
+        self.engine, self.window, self.wall_clock = engine, window_seconds, wall_clock
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._prune = prune or PruneSchedule(LOGIN_FAILURE_PRUNE_INTERVAL_SECONDS)
+
+    def count(self, key: str, limit: int) -> Counted:
+        """Count one attempt for `key` unless its window is full; says which it was."""
+        now = self._now()
+        start = _WINDOWS.c.window_start
+        expired = start <= now - timedelta(seconds=self.window)
+        failures = _WINDOWS.c.failures
+        statement = (
+            self._insert(_WINDOWS)
+            .values(key=_digest(key), window_start=now, failures=1)
+            .on_conflict_do_update(
+                index_elements=[_WINDOWS.c.key],
+                set_={
+                    "window_start": sa.case((expired, now), else_=start),
+                    "failures": sa.case(
+                        (expired, 1), (failures <= limit, failures + 1), else_=failures
+                    ),
+                },
             )
+            .returning(start, failures)
+        )
+        with self.engine.begin() as connection:
+            window_start, counted = connection.execute(statement).one()
+        if self._prune.due():
+            self.prune()
+        if counted <= limit:
+            return Counted(admitted=True, window_start=window_start, retry_after=0.0)
+        left = (window_start - now).total_seconds() + self.window
+        return Counted(admitted=False, window_start=window_start, retry_after=max(0.0, left))
 
-        self.by_email = window(LOGIN_FAILURES_PER_EMAIL)
-        self.by_address = window(LOGIN_FAILURES_PER_ADDRESS)
-        self.by_known_address = window(LOGIN_FAILURES_PER_KNOWN_ADDRESS)
+    def forgive(self, key: str, window_start: datetime, limit: int) -> None:
+        """Take back one attempt admitted in the window that started at `window_start`.
+
+        A full window reads `limit + 1` once something was refused; its admitted attempts
+        are `limit`, so forgiving one leaves `limit - 1`. A window restarted since counts
+        nothing of the attempt any more and is left alone.
+        """
+        failures = _WINDOWS.c.failures
+        statement = (
+            _WINDOWS.update()
+            .where(
+                _WINDOWS.c.key == _digest(key),
+                _WINDOWS.c.window_start == window_start,
+                failures > 0,
+            )
+            .values(failures=sa.case((failures > limit, limit - 1), else_=failures - 1))
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+    def prune(self) -> int:
+        """Delete the rows whose window is over (a new attempt would restart them anyway)."""
+        cutoff = self._now() - timedelta(seconds=self.window)
+        with self.engine.begin() as connection:
+            deleted = connection.execute(_WINDOWS.delete().where(_WINDOWS.c.window_start <= cutoff))
+        logger.info("Login failure windows pruned count=%d", deleted.rowcount)
+        return deleted.rowcount
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.wall_clock(), UTC)
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What `StoredFailureWindows.count` decided, and the window it counted in."""
+
+    admitted: bool
+    window_start: datetime
+    retry_after: float
+
+
+class LoginLimits:
+    """The login route's limits: `admit` before the password check, `succeeded` after.
+
+    Thread-safe (the route calls both from worker threads): the in-memory parts are guarded
+    by a lock, the per-email part is one database statement per call.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.by_address = SlidingWindowLimiter(
+            limit=LOGIN_FAILURES_PER_ADDRESS,
+            window_seconds=LOGIN_WINDOW_SECONDS,
+            max_keys=LOGIN_LIMITER_MAX_KEYS,
+            clock=clock,
+        )
         self.known = KnownAddresses(
             max_entries=LOGIN_KNOWN_ADDRESSES_MAX,
             ttl_seconds=LOGIN_KNOWN_ADDRESS_TTL_SECONDS,
             clock=clock,
         )
-
-    def _keyed(self, email: str, bucket: str) -> list[tuple[SlidingWindowLimiter, str, str]]:
-        if self.known.is_known(email, bucket):
-            return [(self.by_known_address, f"{email} {bucket}", "known_address")]
-        return [(self.by_email, email, "email"), (self.by_address, bucket, "address")]
+        self.stored = StoredFailureWindows(
+            engine,
+            wall_clock=wall_clock,
+            prune=PruneSchedule(LOGIN_FAILURE_PRUNE_INTERVAL_SECONDS, clock=clock),
+        )
+        self._lock = threading.Lock()
 
     def admit(self, email: str, bucket: str) -> Attempt | Refusal:
-        """Refusal while over a limit; else the attempt, counted as a failure for now."""
-        keyed = self._keyed(email, bucket)
-        wait, kind = max((limiter.retry_after(key), kind) for limiter, key, kind in keyed)
-        if wait > 0:
-            return Refusal(wait, kind)
-        return Attempt(
-            email, bucket, [(limiter, key, limiter.hit(key)) for limiter, key, _ in keyed]
-        )
+        """Refusal while over a limit; else the attempt, counted as a failure for now.
+
+        The address bucket is checked and counted first (in memory, no database write for
+        an address that floods), then the email's shared window; refused there, the address
+        hit is taken back.
+        """
+        with self._lock:
+            known = self.known.is_known(email, bucket)
+            stamp = None
+            if not known:
+                wait = self.by_address.retry_after(bucket)
+                if wait > 0:
+                    return Refusal(wait, "address")
+                stamp = self.by_address.hit(bucket)
+        if known:
+            key, limit, kind = (
+                f"known {email} {bucket}",
+                LOGIN_FAILURES_PER_KNOWN_ADDRESS,
+                "known_address",
+            )
+        else:
+            key, limit, kind = f"email {email}", LOGIN_FAILURES_PER_EMAIL, "email"
+        try:
+            counted = self.stored.count(key, limit)
+        except BaseException:
+            self._forgive_address(bucket, stamp)
+            raise
+        if not counted.admitted:
+            self._forgive_address(bucket, stamp)
+            return Refusal(counted.retry_after, kind)
+        return Attempt(email, bucket, key, limit, counted.window_start, stamp)
 
     def succeeded(self, attempt: Attempt) -> None:
         """The password was right: the attempt no longer counts, and the address is known."""
-        for limiter, key, stamp in attempt.counted:
-            limiter.forgive(key, stamp)
-        self.known.remember(attempt.email, attempt.bucket)
+        self.stored.forgive(attempt.key, attempt.window_start, attempt.limit)
+        self._forgive_address(attempt.bucket, attempt.address_stamp)
+        with self._lock:
+            self.known.remember(attempt.email, attempt.bucket)
+
+    def _forgive_address(self, bucket: str, stamp: float | None) -> None:
+        if stamp is None:
+            return
+        with self._lock:
+            self.by_address.forgive(bucket, stamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +388,15 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """An admitted attempt and the failure hits counted for it."""
+    """An admitted attempt: where it was counted, to take it back when it succeeds.
+
+    `key`, `limit` and `window_start` name its stored window; `address_stamp` is its hit on
+    the in-memory address bucket (None for a known address, which is not counted there).
+    """
 
     email: str
     bucket: str
-    counted: list[tuple[SlidingWindowLimiter, str, float]]
+    key: str
+    limit: int
+    window_start: datetime
+    address_stamp: float | None

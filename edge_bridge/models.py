@@ -252,3 +252,18 @@ class RefreshToken(SQLModel, table=True):
     expires_at: datetime = _when(index=True)
     used_at: datetime | None = _when(nullable=True)
     revoked_at: datetime | None = _when(nullable=True)
+
+
+class LoginFailureWindow(SQLModel, table=True):
+    """Failed logins counted for one limit key (an email) in its current window.
+
+    Shared by every instance (api/ratelimit.py `StoredFailureWindows`): one atomic upsert
+    per attempt counts it and says whether it is admitted; an expired window restarts.
+    `key` is the SHA-256 of the limit key, so an email typed wrongly (or a password typed
+    into the email field) is not stored as it was typed.
+    """
+
+    __tablename__ = "login_failure_window"
+    key: str = Field(primary_key=True, max_length=64)
+    window_start: datetime = _when(index=True)  # pruning by age
+    failures: int = 0

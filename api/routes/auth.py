@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SettingsDep
-from api.ratelimit import Attempt, Refusal, address_bucket
+from api.ratelimit import Attempt, LoginLimits, Refusal, address_bucket
 from api.schemas import ErrorOut, LoginIn, RefreshIn, TokenOut
 from api.security import ACCESS_COOKIE, check_origin
 from edge_bridge import refresh_tokens
@@ -54,14 +54,19 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "-"
 
 
-def _admit(request: Request, email: str) -> Attempt:
-    """The attempt, counted as a failure until it succeeds; 429 while over a limit."""
+async def _admit(request: Request, email: str) -> Attempt:
+    """The attempt, counted as a failure until it succeeds; 429 while over a limit.
+
+    In a worker thread: the per-email count is one database statement (shared by every
+    instance), atomic on its own, so the loop is never blocked and a burst cannot slip past.
+    """
     client = _client(request)
-    decision = request.app.state.login_limiters.admit(email, address_bucket(client))
+    limits: LoginLimits = request.app.state.login_limiters
+    decision = await run_in_threadpool(limits.admit, email, address_bucket(client))
     if isinstance(decision, Attempt):
         return decision
     assert isinstance(decision, Refusal)
-    seconds = math.ceil(decision.retry_after)
+    seconds = max(1, math.ceil(decision.retry_after))
     logger.warning(
         "Login rate limited limit=%s client=%s retry_after_s=%d", decision.limit, client, seconds
     )
@@ -98,13 +103,12 @@ async def login(
     check_origin(request, required=False)
     email = body.email.lower()
     engine = request.app.state.engine
-    # On the event loop, so checking and counting an attempt is one step even under a burst.
-    attempt = _admit(request, email)
+    attempt = await _admit(request, email)
     staff = await run_in_threadpool(_find_staff, engine, email, body.password)
     if staff is None:
         logger.info("Login failed reason=bad_credentials client=%s", _client(request))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Wrong email or password")
-    request.app.state.login_limiters.succeeded(attempt)
+    await run_in_threadpool(request.app.state.login_limiters.succeeded, attempt)
     prune = request.app.state.refresh_prune.due()
     refresh = await run_in_threadpool(_start_login, engine, staff, settings, prune=prune)
     access = issue_token(

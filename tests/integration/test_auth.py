@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 import jwt
 import pytest
+import sqlalchemy as sa
 from jwt.warnings import InsecureKeyLengthWarning
 from sqlmodel import Session, delete
 
-from edge_bridge.models import OgsGroupLeader, Staff
+from edge_bridge.models import OgsGroupLeader, RefreshToken, Staff
 from edge_bridge.tokens import issue_token
+from edge_bridge.tuning import REFRESH_REUSE_GRACE_SECONDS
 from tests.integration.conftest import System
 from tests.support.raw_sse import RawSseClient
 
@@ -27,6 +32,7 @@ pytestmark = pytest.mark.integration
 SCHMIDT, YILMAZ, NOWAK = 1, 2, 3
 SCHMIDT_LOGIN = {"email": "schmidt@example.org", "password": "schmidt-demo-1"}
 EVENTS = "/api/sse/events"
+_REFRESH = RefreshToken.__table__  # type: ignore[attr-defined]
 
 
 def _b64(data: dict[str, object]) -> str:
@@ -266,13 +272,48 @@ def test_ipv6_clients_are_limited_per_64_so_rotating_addresses_does_not_help(
     assert "Login rate limited limit=address client=2001:db8:5:6::32 " in system.server.log_text()
 
 
-def test_refresh_rotates_the_token_and_reuse_revokes_the_whole_login(system: System) -> None:
+def test_a_burst_of_parallel_wrong_passwords_for_one_email_admits_exactly_the_limit(
+    system: System,
+) -> None:
+    wrong = {**YILMAZ_LOGIN, "password": "guess"}
+    start = threading.Barrier(30)
+
+    def attempt(n: int) -> int:
+        with system.http() as client:
+            start.wait(timeout=10)
+            return _login_from(client, f"198.51.100.{n + 1}", wrong).status_code
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        codes = sorted(pool.map(attempt, range(30)))
+    afterwards = _login_from(system.http(), "198.51.100.99", YILMAZ_LOGIN)
+
+    assert codes == [401] * 10 + [429] * 20  # each check-and-count is one atomic step
+    assert afterwards.status_code == 429
+
+
+def _age_refresh_uses(system: System, seconds: float) -> None:
+    """Move every recorded refresh-token use `seconds` into the past (a copy presented later)."""
+    with system.engine.begin() as connection:
+        for jti, used_at in connection.execute(
+            sa.select(_REFRESH.c.jti, _REFRESH.c.used_at).where(_REFRESH.c.used_at.is_not(None))
+        ).all():
+            connection.execute(
+                _REFRESH.update()
+                .where(_REFRESH.c.jti == jti)
+                .values(used_at=used_at - timedelta(seconds=seconds))
+            )
+
+
+def test_refresh_rotates_the_token_and_reuse_after_the_grace_window_revokes_the_login(
+    system: System,
+) -> None:
     http = system.http()
     first = http.post("/api/auth/login", json=SCHMIDT_LOGIN).json()["refresh_token"]
     other_login = http.post("/api/auth/login", json=SCHMIDT_LOGIN).json()["refresh_token"]
 
     rotated = http.post("/api/auth/refresh", json={"refresh_token": first})
     second = rotated.json()["refresh_token"]
+    _age_refresh_uses(system, REFRESH_REUSE_GRACE_SECONDS + 1)
     reused = http.post("/api/auth/refresh", json={"refresh_token": first})  # stolen copy
     after_reuse = http.post("/api/auth/refresh", json={"refresh_token": second})
     unaffected = http.post("/api/auth/refresh", json={"refresh_token": other_login})
@@ -291,6 +332,33 @@ def test_refresh_rotates_the_token_and_reuse_revokes_the_whole_login(system: Sys
     assert unaffected.status_code == 200  # another login of the same person stays
     assert "Refresh token reused: family revoked staff_id=1 revoked_tokens=2" in log
     assert first not in log and second not in log
+
+
+def test_two_refreshes_racing_with_one_token_keep_the_login_of_the_winner(
+    system: System,
+) -> None:
+    http = system.http()
+    token = http.post("/api/auth/login", json=SCHMIDT_LOGIN).json()["refresh_token"]
+    start = threading.Barrier(2)
+
+    def refresh_once() -> httpx.Response:
+        with system.http() as client:
+            start.wait(timeout=5)
+            return client.post("/api/auth/refresh", json={"refresh_token": token})
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(refresh_once) for _ in range(2)]
+        answers = [future.result(timeout=15) for future in futures]
+    (winner,) = [answer for answer in answers if answer.status_code == 200]
+    (loser,) = [answer for answer in answers if answer.status_code != 200]
+    again = http.post("/api/auth/refresh", json={"refresh_token": winner.json()["refresh_token"]})
+    log = system.server.log_text()
+
+    assert loser.status_code == 401
+    assert "already used" in loser.json()["detail"]
+    assert again.status_code == 200  # the family was not revoked
+    assert "Refresh refused reason=already_used staff_id=1" in log
+    assert "Refresh token reused" not in log
 
 
 def test_logout_revokes_the_refresh_token_and_drops_the_cookie(system: System) -> None:
@@ -327,6 +395,14 @@ def test_cookie_authenticated_changes_need_a_matching_origin_and_bearer_calls_do
         json=start,
         headers={**cookie, "Referer": "https://evil.example/page"},
     )
+    null_origin = http.post(  # what a sandboxed iframe or a data: page sends
+        "/api/active/groups", json=start, headers={**cookie, "Origin": "null"}
+    )
+    cookie_and_bogus_bearer = http.post(  # the header wins: the cookie does not stand in
+        "/api/active/groups",
+        json=start,
+        headers={**cookie, "Authorization": "Bearer not-a-jwt"},
+    )
     proxied_foreign = http.post(
         "/api/active/groups",
         json=start,
@@ -342,10 +418,12 @@ def test_cookie_authenticated_changes_need_a_matching_origin_and_bearer_calls_do
     )
     log = system.server.log_text()
 
-    for refused in (no_origin, foreign, foreign_referer, proxied_foreign):
+    for refused in (no_origin, foreign, foreign_referer, null_origin, proxied_foreign):
         assert refused.status_code == 403
         assert refused.json()["detail"].startswith("Cross-site request refused: ")
     assert "no Origin or Referer header" in no_origin.json()["detail"]
+    assert cookie_and_bogus_bearer.status_code == 401
+    assert cookie_and_bogus_bearer.json()["detail"].startswith("Invalid access token")
     assert cookie_read.status_code == 200
     assert same_origin.status_code == 201, same_origin.text
     assert bearer.status_code == 201, bearer.text
