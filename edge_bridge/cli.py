@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge_bridge.config import Settings, load_settings, redact_url
 from edge_bridge.errors import EdgeBridgeError, ImportFileError
+from edge_bridge.limits import raise_open_file_limit
 from edge_bridge.logs import configure_logging
 
 logger = logging.getLogger("edge_bridge.cli")
@@ -44,6 +45,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     # keep start-up objects out of its way and collect young objects less eagerly.
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
+    raise_open_file_limit()  # thousands of streams: each is a socket
     uvicorn.Server(config).run()
     return 0
 

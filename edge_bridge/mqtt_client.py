@@ -1,15 +1,19 @@
-"""The bridge's MQTT connection: paho's network thread, the hand-over to the loop, acks, publish.
+"""The bridge's MQTT session on the loop: the hand-over into a bounded queue, acks, publish.
+
+paho is driven by the asyncio loop (`mqtt_loop.LoopDriver`: no network thread, so a socket
+numbered 1024 or higher is fine), so every callback here runs on the loop.
 
 paho pitfalls handled here: the session must outlive a restart (MQTT v5 session expiry, clean
-start off), and an exception escaping a callback kills the network thread silently, so every
-callback catches everything and `healthy()` checks that the thread is alive.
+start off), and an exception escaping a callback leaves paho's parser half-way, so every
+callback catches everything (the driver survives one anyway: logged, counted, reconnected);
+`healthy()` checks the connection and that the driver runs.
 
 The hand-over queue is bounded. Receive Maximum bounds the QoS 1 messages in flight on one
 connection; messages left in the queue from an earlier connection are never acknowledged
 (the broker redelivers them on the new one), so when the queue is full they are dropped to
 make room. QoS 0 statuses use only what Receive Maximum leaves free. QoS 0 scans are dropped
-in the network thread (scans are QoS 1, CONTRACT §3), and an oversize payload is not copied:
-a marker goes to the worker, which refuses it.
+in the callback (scans are QoS 1, CONTRACT §3), and an oversize payload is not copied: a
+marker goes to the worker, which refuses it.
 """
 
 from __future__ import annotations
@@ -33,11 +37,10 @@ from edge_bridge.errors import ConfigError
 from edge_bridge.logthrottle import LogThrottle
 from edge_bridge.metrics import Metrics
 from edge_bridge.models import utcnow
+from edge_bridge.mqtt_loop import LoopDriver, until
 from edge_bridge.tuning import (
     MQTT_KEEPALIVE_SECONDS,
     MQTT_RECEIVE_MAXIMUM,
-    MQTT_RECONNECT_MAX_SECONDS,
-    MQTT_RECONNECT_MIN_SECONDS,
     MQTT_SESSION_EXPIRY_SECONDS,
     MQTT_SHARED_SESSION_EXPIRY_SECONDS,
 )
@@ -62,7 +65,7 @@ def _offline_of(instance: str) -> bytes:
 
 @dataclass(slots=True)
 class Inbound:
-    """A message as handed over by the network thread."""
+    """A message as handed over by paho's message callback."""
 
     topic: str
     payload: bytes  # empty when `oversize`: a payload over the limit is not copied
@@ -124,12 +127,14 @@ class MqttClient:
         self.topics = Topics(settings.mqtt_topic_prefix)
         self.connected = threading.Event()
         self.queue: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=queue_bound(settings))
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._connection = 0
         self._stopping = False
         self.instance_topic = instance_status_topic(settings)
         self._offline = _offline_of(settings.instance)
         self._client = self._make_client()
+        self.driver = LoopDriver(
+            self._client, on_failure=self._count_failure, on_broken=self.connected.clear
+        )
 
     @property
     def connection(self) -> int:
@@ -151,9 +156,6 @@ class MqttClient:
         # One Will per connection: on the shared topic, naming this instance. A live instance
         # that sees it says the shared topic is online again and marks this instance offline.
         client.will_set(self.topics.bridge_status, self._offline, qos=1, retain=True)
-        client.reconnect_delay_set(
-            min_delay=MQTT_RECONNECT_MIN_SECONDS, max_delay=MQTT_RECONNECT_MAX_SECONDS
-        )
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -163,11 +165,11 @@ class MqttClient:
     # --- lifecycle ---
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
         endpoint = self.settings.mqtt
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = session_expiry_seconds(self.settings)
         properties.ReceiveMaximum = MQTT_RECEIVE_MAXIMUM
+        # Only records the parameters: the driver connects (and reconnects) with them.
         self._client.connect_async(
             endpoint.host,
             endpoint.port,
@@ -175,10 +177,10 @@ class MqttClient:
             clean_start=False,
             properties=properties,
         )
-        self._client.loop_start()
+        self.driver.start(loop)
 
     async def stop(self) -> None:
-        """Say offline (when connected), disconnect, end the network thread.
+        """Say offline (when connected), disconnect, end the driver.
 
         Like the Last Will: this instance offline, and the shared topic offline naming it,
         which any other live instance answers with online again.
@@ -190,32 +192,36 @@ class MqttClient:
                 shared = self._client.publish(
                     self.topics.bridge_status, self._offline, qos=1, retain=True
                 )
-                await asyncio.to_thread(mine.wait_for_publish, 1.0)
-                await asyncio.to_thread(shared.wait_for_publish, 1.0)
-        except (RuntimeError, ValueError) as exc:
-            logger.info("Bridge offline status not sent reason=%s", exc)
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+                await until(lambda: mine.is_published() and shared.is_published(), 1.0)
+        except (RuntimeError, ValueError, TimeoutError) as exc:
+            logger.info("Bridge offline status not sent reason=%s", exc or "timeout")
+        await self.driver.stop()
 
     def healthy(self) -> bool:
-        """Connected and the network thread alive."""
-        thread = getattr(self._client, "_thread", None)
-        return self.connected.is_set() and thread is not None and thread.is_alive()
+        """Connected, and the driver (reconnects, keepalive) running."""
+        return self.connected.is_set() and self.driver.alive
 
     # --- on the loop ---
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self._client.publish(topic, payload, qos=1)
+        self.driver.publish(topic, payload)
 
     def ack(self, inbound: Inbound) -> None:
         """Acknowledge on the connection the message came on; after a reconnect its message id
-        may belong to another, uncommitted scan, and the broker redelivers this one anyway."""
+        may belong to another, uncommitted scan, and the broker redelivers this one anyway.
+        While disconnected nothing is acknowledged: paho would queue the PUBACK for the next
+        connection."""
         inbound.handled = True
-        if inbound.qos > 0 and inbound.connection == self._connection:
+        if inbound.qos > 0 and inbound.connection == self._connection and self.connected.is_set():
             self._client.ack(inbound.mid, inbound.qos)
 
+    def _count_failure(self, step: str) -> None:
+        """A callback or paho step raised: counted with the messages left to the broker."""
+        self.metrics.mqtt_dropped.labels("callback_error").inc()
+        self.throttle.warning(("", f"callback_error_{step}"), "MQTT callback failed step=%s", step)
+
     def _enqueue(self, inbound: Inbound) -> None:
-        """Runs on the loop (from `call_soon_threadsafe`): never lets QueueFull escape."""
+        """Into the bounded queue, directly (on the loop): never lets QueueFull escape."""
         if self.queue.full():
             self._drop_stale()
         # QoS 0 (statuses only; QoS 0 scans never get here) may not take the room that
@@ -239,7 +245,7 @@ class MqttClient:
         for item in kept:
             self.queue.put_nowait(item)
 
-    # --- paho callbacks: they run on paho's network thread and must never raise ---
+    # --- paho callbacks: they run on the loop (inside loop_read) and must never raise ---
 
     def _on_connect(
         self,
@@ -254,6 +260,7 @@ class MqttClient:
                 logger.warning("MQTT connect refused reason=%s", reason_code)
                 return
             self._connection += 1
+            self.driver.connected()  # the next drop waits the shortest backoff again
             client.subscribe(
                 [
                     (scan_filter(self.settings), 1),
@@ -266,8 +273,9 @@ class MqttClient:
             client.publish(self.topics.bridge_status, _ONLINE, qos=1, retain=True)
             self.connected.set()
             logger.info(
-                "MQTT connected session_present=%s",
+                "MQTT connected session_present=%s connection=%d",
                 getattr(flags, "session_present", "?"),
+                self._connection,
             )
         except Exception:
             logger.exception("MQTT on_connect failed")
@@ -282,14 +290,15 @@ class MqttClient:
     ) -> None:
         try:
             self.connected.clear()
-            logger.warning("MQTT disconnected reason=%s (paho reconnects)", reason_code)
+            if not self._stopping:
+                logger.warning("MQTT disconnected reason=%s (reconnecting)", reason_code)
         except Exception:
             logger.exception("MQTT on_disconnect failed")
 
     def _on_message(
         self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
     ) -> None:
-        # paho-mqtt calls this from its network thread: hand over to the loop, nothing else
+        # paho-mqtt calls this on the loop, from loop_read(): straight into the bounded queue
         # (a QoS 0 scan is dropped right here, an oversize payload is not copied).
         try:
             if message.topic in (self.topics.bridge_status, self.instance_topic):
@@ -298,23 +307,24 @@ class MqttClient:
             if message.qos == 0 and self._drop_qos0_scan(message.topic):
                 return
             oversize = len(message.payload) > MAX_PAYLOAD_BYTES
-            inbound = Inbound(
-                message.topic,
-                b"" if oversize else bytes(message.payload),
-                message.mid,
-                message.qos,
-                time.perf_counter(),
-                utcnow(),
-                self._connection,
-                oversize,
+            self._enqueue(
+                Inbound(
+                    message.topic,
+                    b"" if oversize else bytes(message.payload),
+                    message.mid,
+                    message.qos,
+                    time.perf_counter(),
+                    utcnow(),
+                    self._connection,
+                    oversize,
+                )
             )
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._enqueue, inbound)
         except Exception:
+            self._count_failure("message")
             logger.exception("MQTT message hand-over failed topic=%s", message.topic)
 
     def _on_bridge_status(self, topic: str, payload: bytes) -> None:
-        """On the network thread: while this instance lives, neither topic may say offline.
+        """On the loop: while this instance lives, neither topic may say offline.
 
         `bridge/status` offline is another instance's Will (or stop): say online again, and
         mark that instance offline on its own topic. Our own topic offline is an old Will
@@ -341,7 +351,7 @@ class MqttClient:
             logger.info("Bridge instance offline instance=%s", other)
 
     def _drop_qos0_scan(self, topic: str) -> bool:
-        """On the network thread: a QoS 0 scan is counted and dropped, never queued."""
+        """In the message callback: a QoS 0 scan is counted and dropped, never queued."""
         parsed = self.topics.parse_reader_topic(topic)
         if parsed is None or parsed[1] != "scan":
             return False

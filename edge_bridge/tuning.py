@@ -110,3 +110,9 @@ MQTT_SHARED_SESSION_EXPIRY_SECONDS = 0
 # Per-email failure windows live in the database (table login_failure_window), so every
 # instance counts against one budget; rows whose window ended are deleted at most this often.
 LOGIN_FAILURE_PRUNE_INTERVAL_SECONDS = 600.0
+
+# --- MQTT driver on the loop (issue 14) ---------------------------------------------------
+# paho runs without its network thread (its select() fails for descriptors >= 1024): the
+# loop calls paho's loop_misc() this often, which sends keepalive pings and notices a broker
+# that stopped answering. The reconnect backoff is MQTT_RECONNECT_MIN/MAX_SECONDS above.
+MQTT_MISC_INTERVAL_SECONDS = 1.0

@@ -1,4 +1,4 @@
-"""The ingest notices a dead paho network thread, and its own callbacks never kill it."""
+"""The ingest notices a dead MQTT driver, and no exception in a callback kills the client."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.integration
 
 
 async def _wait_until(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    """Poll state owned by another thread (paho's); bounded by `seconds`."""
+    """Poll state the MQTT client changes; bounded by `seconds`."""
     async with asyncio.timeout(seconds):
-        while not predicate():  # noqa: ASYNC110 - no event exists for a thread's death
+        while not predicate():  # noqa: ASYNC110 - the client offers no event for these
             await asyncio.sleep(0.02)
 
 
@@ -85,26 +85,50 @@ def _run(settings: Settings, engine: Engine, scenario: Callable[[Ingest], Any]) 
     asyncio.run(main())
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_an_exception_escaping_a_paho_callback_makes_ingest_unhealthy(
+def test_a_dead_mqtt_driver_makes_ingest_unhealthy(
+    parts: tuple[Settings, Broker, dict[str, str]], school_engine: Engine
+) -> None:
+    settings, _broker, _passwords = parts
+
+    async def scenario(ingest: Ingest) -> None:
+        driver = ingest.mqtt.driver._task
+        assert driver is not None
+        driver.cancel()  # sabotage: what the driver's own catch-all never allows
+        await asyncio.gather(driver, return_exceptions=True)
+
+        assert ingest.connected.is_set()  # the connection itself is still up
+        assert not ingest.healthy()
+
+    _run(settings, school_engine, scenario)
+
+
+def test_an_exception_escaping_paho_is_counted_and_the_client_reconnects_and_gets_it_again(
     parts: tuple[Settings, Broker, dict[str, str]], school_engine: Engine
 ) -> None:
     settings, broker, passwords = parts
-    died = threading.Event()
-
-    def boom(*_args: object) -> None:
-        died.set()
-        raise RuntimeError("simulated bug in a callback")
+    raised = threading.Event()
+    redelivered = threading.Event()
 
     async def scenario(ingest: Ingest) -> None:
-        ingest.mqtt._client.on_message = boom  # sabotage: what our own callback never allows
-        await asyncio.to_thread(
-            _publish_until, died.is_set, broker, passwords["reader-101"], broker.prefix
-        )
-        await _wait_until(lambda: not ingest.healthy())
+        ours = ingest.mqtt._client.on_message
 
-        assert ingest.connected.is_set()  # paho still believes it is connected
-        assert not ingest.healthy()
+        def boom_once(client: mqtt.Client, userdata: object, message: Any) -> None:
+            if message.topic == ingest.topics.scan("reader-101"):
+                if not raised.is_set():
+                    raised.set()
+                    raise RuntimeError("simulated bug in a callback")
+                redelivered.set()
+            ours(client, userdata, message)
+
+        ingest.mqtt._client.on_message = boom_once  # sabotage: what our callback never allows
+        first = ingest.mqtt.connection
+        await asyncio.to_thread(
+            _publish_until, raised.is_set, broker, passwords["reader-101"], broker.prefix
+        )
+        await _wait_until(lambda: redelivered.is_set() and ingest.healthy())
+
+        assert ingest.mqtt.connection == first + 1  # the connection was dropped and renewed
+        assert _counter(ingest, "edge_mqtt_messages_dropped", "callback_error") == 1
 
     _run(settings, school_engine, scenario)
 
@@ -116,10 +140,11 @@ def test_a_failure_inside_our_message_callback_is_logged_and_survived(
 ) -> None:
     settings, broker, passwords = parts
 
+    def broken_queue(_inbound: object) -> None:
+        raise RuntimeError("simulated bug in the hand-over")
+
     async def scenario(ingest: Ingest) -> None:
-        closed_loop = asyncio.new_event_loop()
-        closed_loop.close()
-        ingest.mqtt._loop = closed_loop  # the hand-over now raises inside the callback
+        ingest.mqtt._enqueue = broken_queue  # type: ignore[method-assign]
         await asyncio.to_thread(
             _publish_until,
             lambda: "MQTT message hand-over failed" in caplog.text,
@@ -129,5 +154,11 @@ def test_a_failure_inside_our_message_callback_is_logged_and_survived(
         )
 
         assert ingest.healthy()
+        assert _counter(ingest, "edge_mqtt_messages_dropped", "callback_error") >= 1
 
     _run(settings, school_engine, scenario)
+
+
+def _counter(ingest: Ingest, name: str, reason: str) -> float:
+    value = ingest.metrics.registry.get_sample_value(f"{name}_total", {"reason": reason})
+    return value or 0.0

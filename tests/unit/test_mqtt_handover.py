@@ -1,7 +1,8 @@
-"""The network thread's hand-over: a bounded queue, QoS 0 scans dropped, oversize not copied.
+"""paho's message callback hands over into a bounded queue: QoS 0 scans dropped, oversize
+not copied.
 
-The paho callback is called directly here, with a loop stand-in that runs the hand-over at
-once: no broker, no socket, no thread.
+The callback runs on the loop (paho is driven by it), so it is called directly here: no
+broker, no socket, no thread, no loop.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -24,18 +24,10 @@ from edge_bridge.tuning import MQTT_RECEIVE_MAXIMUM
 from edge_bridge.wire import MAX_PAYLOAD_BYTES
 
 
-class ImmediateLoop:
-    """Stands in for the event loop: runs what the network thread hands over right away."""
-
-    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
-        callback(*args)
-
-
 def _client(settings: Settings) -> tuple[MqttClient, Metrics]:
     metrics = Metrics()
     throttle = LogThrottle(logging.getLogger("test.mqtt_handover"))
     client = MqttClient(settings, metrics=metrics, throttle=throttle)
-    client._loop = ImmediateLoop()  # type: ignore[assignment]
     client._connection = 1
     return client, metrics
 
@@ -114,3 +106,31 @@ def test_a_full_queue_makes_room_by_forgetting_messages_of_an_earlier_connection
 
     assert [item.connection for item in client.queue._queue] == [2]  # type: ignore[attr-defined]
     assert _counter(metrics, "edge_mqtt_messages_dropped", "queue_full") == 0
+
+
+class RecordingPaho:
+    """Stands in for paho's client: records the acknowledgements sent."""
+
+    def __init__(self) -> None:
+        self.acks: list[int] = []
+
+    def ack(self, mid: int, _qos: int) -> None:
+        self.acks.append(mid)
+
+
+def test_nothing_is_acknowledged_while_disconnected(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    client, _metrics = _client(settings_factory())
+    client._client = paho = RecordingPaho()  # type: ignore[assignment]
+    _deliver(client, "scan", b"{}", qos=1, mid=7)
+    _deliver(client, "scan", b"{}", qos=1, mid=8)
+    first, second = client.queue.get_nowait(), client.queue.get_nowait()
+
+    client.connected.set()
+    client.ack(first)
+    client.connected.clear()  # the broker went away after the commit of the second
+    client.ack(second)
+
+    assert paho.acks == [7]
+    assert second.handled  # left to the broker's redelivery, on purpose
