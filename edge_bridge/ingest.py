@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -154,7 +155,7 @@ class Ingest:
         logger.info("MQTT ingest stopped")
 
     def healthy(self) -> bool:
-        """Connected, the network thread alive, and the worker running."""
+        """Connected, the MQTT driver alive, and the worker running."""
         worker_ok = self._worker is not None and not self._worker.done()
         return self.mqtt.healthy() and worker_ok
 
@@ -394,12 +395,15 @@ class Ingest:
         """After the commit: count, answer and acknowledge each scan."""
         done = time.perf_counter()
         self.metrics.batch_size.observe(len(pending))
+        results: Counter[ScanResult] = Counter()
+        observe = self.metrics.scan_to_broadcast.observe
+        seen: dict[str, datetime] = {}
         for item in pending:
             outcome = item.outcome
             assert outcome is not None
-            self.metrics.scans.labels(str(outcome.result)).inc()
-            self.metrics.scan_to_broadcast.observe(done - item.inbound.received)
-            self.presence.seen(item.scan.device_id, item.inbound.received_at)
+            results[outcome.result] += 1
+            observe(done - item.inbound.received)
+            seen[item.scan.device_id] = item.inbound.received_at
             self._answer(
                 item.scan.device_id,
                 item.scan.scan_id,
@@ -408,6 +412,10 @@ class Ingest:
                 outcome.student_name,
             )
             self.mqtt.ack(item.inbound)
+        for result, count in results.items():
+            self.metrics.scans.labels(str(result)).inc(count)
+        for device_id, at in seen.items():
+            self.presence.seen(device_id, at)
 
     def _give_up(self, item: _Pending) -> None:
         """A scan that fails on its own would fail forever: answer `rejected`, do not loop."""

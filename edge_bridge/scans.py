@@ -7,6 +7,11 @@ then applies `decide_scan` and the visit rules to each scan in arrival order. A 
 same reader `ts`, is a redelivery: it returns the stored outcome and changes nothing. The same
 id with another tag or time is a reader whose counter restarted: a new scan, whose row
 replaces the old one. Rows older than the retention are pruned (`prune_processed_scans`).
+
+New processed-scan rows are plain records while the batch runs and go in with one Core
+`INSERT` (executemany) at its end: no ORM object per scan. The table's primary key stays the
+database-level guard: a row another writer inserted first fails the insert (a unique
+violation, which the ingest retries in a new transaction that reads it).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, tuple_
+from sqlalchemy import delete, func, insert, tuple_
 from sqlmodel import Session, col, select
 
 from edge_bridge.events import Source
@@ -55,6 +60,36 @@ class Scan:
     tag: str
     ts: datetime
     received_at: datetime
+
+
+@dataclass(slots=True)
+class _NewRow:
+    """A processed-scan row made in this batch, inserted with the others at its end."""
+
+    device_id: str
+    scan_id: str
+    tag: str
+    result: str
+    message: str
+    student_name: str | None
+    accepted: bool
+    scanned_at: datetime
+    processed_at: datetime
+    reader_ts: datetime | None
+
+    def values(self) -> dict[str, object]:
+        return {
+            "device_id": self.device_id,
+            "scan_id": self.scan_id,
+            "tag": self.tag,
+            "result": self.result,
+            "message": self.message,
+            "student_name": self.student_name,
+            "accepted": self.accepted,
+            "scanned_at": self.scanned_at,
+            "processed_at": self.processed_at,
+            "reader_ts": self.reader_ts,
+        }
 
 
 def within_skew(scan: Scan) -> bool:
@@ -105,7 +140,8 @@ class _BatchState:
         session = tx.session
         keys = {(scan.device_id, scan.scan_id) for scan in scans}
         tags = {scan.tag for scan in scans}
-        self.processed: dict[tuple[str, str], ProcessedScan] = {
+        self.new_rows: dict[tuple[str, str], _NewRow] = {}
+        self.processed: dict[tuple[str, str], ProcessedScan | _NewRow] = {
             (row.device_id, row.scan_id): row
             for row in session.exec(
                 select(ProcessedScan).where(
@@ -113,9 +149,13 @@ class _BatchState:
                 )
             ).all()
         }
-        self.owners = {
+        self.owners = {  # plain rows (tag, student_id, staff_id), no ORM objects
             row.tag: row
-            for row in session.exec(select(RfidTag).where(col(RfidTag.tag).in_(tags))).all()
+            for row in session.exec(
+                select(RfidTag.tag, RfidTag.student_id, RfidTag.staff_id).where(
+                    col(RfidTag.tag).in_(tags)
+                )
+            ).all()
         }
         student_ids = {row.student_id for row in self.owners.values() if row.student_id}
         staff_ids = {row.staff_id for row in self.owners.values() if row.staff_id}
@@ -147,7 +187,12 @@ def record_scans(
 ) -> list[Outcome]:
     """Apply the CONTRACT §3 rules once per `(device_id, scan_id)`, in order; store outcomes."""
     state = _BatchState(tx, [scan for scan, _ in items])
-    return [_record_one(tx, state, scan, device, debounce_seconds) for scan, device in items]
+    outcomes = [_record_one(tx, state, scan, device, debounce_seconds) for scan, device in items]
+    if state.new_rows:
+        tx.session.connection().execute(
+            insert(ProcessedScan), [row.values() for row in state.new_rows.values()]
+        )
+    return outcomes
 
 
 def _record_one(
@@ -182,10 +227,22 @@ def _record_one(
     accepted = action is not Action.NOTHING
     if accepted:
         state.last_accepted[(scan.device_id, scan.tag)] = at
-    if row is None:
-        row = ProcessedScan(device_id=scan.device_id, scan_id=scan.scan_id)
-        tx.session.add(row)
-        state.processed[key] = row
+    if row is None or isinstance(row, _NewRow):  # a new row (replacing one of this batch)
+        new = _NewRow(
+            scan.device_id,
+            scan.scan_id,
+            scan.tag,
+            str(outcome.result),
+            outcome.message,
+            outcome.student_name,
+            accepted,
+            at,
+            scan.received_at,
+            scan.ts,
+        )
+        state.new_rows[key] = new
+        state.processed[key] = new
+        return outcome
     row.tag = scan.tag
     row.result = str(outcome.result)
     row.message = outcome.message
@@ -197,7 +254,7 @@ def _record_one(
     return outcome
 
 
-def is_redelivery(row: ProcessedScan, scan: Scan) -> bool:
+def is_redelivery(row: ProcessedScan | _NewRow, scan: Scan) -> bool:
     """The stored scan again (same tag, same reader time), not a reused scan_id.
 
     Rows from before the reader time was stored (no `reader_ts`) are matched by tag alone.

@@ -36,7 +36,9 @@ MQTT_RECEIVE_MAXIMUM = 1000  # QoS 1 scans in flight to the bridge at once
 MQTT_KEEPALIVE_SECONDS = 30
 MQTT_RECONNECT_MIN_SECONDS = 1
 MQTT_RECONNECT_MAX_SECONDS = 30
-INGEST_MAX_BATCH = 500  # scans per write transaction
+# Scans per write transaction, at most: a backlog goes in batches this big. Receive Maximum
+# bounds what is in flight on one connection, so a larger batch would never fill up.
+INGEST_MAX_BATCH = MQTT_RECEIVE_MAXIMUM
 # A transient database error (connection lost, lock timeout, serialization failure) leaves
 # the batch unacknowledged and retries it after this delay, doubling up to the maximum.
 INGEST_RETRY_MIN_SECONDS = 0.1

@@ -120,8 +120,10 @@ def preload_open_visits(tx: Tx, student_ids: set[int]) -> None:
 
 
 def open_visit(tx: Tx, student_id: int) -> Visit | None:
-    preload_open_visits(tx, {student_id})
-    return _cached(tx, "open_visits")[student_id]
+    visits = _cached(tx, "open_visits")
+    if student_id not in visits:  # a dict lookup: this runs several times per scan
+        preload_open_visits(tx, {student_id})
+    return visits[student_id]
 
 
 def _running_groups(tx: Tx) -> dict[int, ActiveGroup]:
