@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import sse
+from api.event_stream import DeferredStreams
 from api.headers import SecurityHeadersMiddleware
 from api.ratelimit import LoginLimits
 from api.routes import (
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
     app.state.refresh_prune = PruneSchedule(REFRESH_TOKEN_PRUNE_INTERVAL_SECONDS)
     # Pure ASGI (no BaseHTTPMiddleware): it adds headers to the response start and passes
     # every body chunk through untouched, so event streams are neither buffered nor broken.
+    app.add_middleware(DeferredStreams)  # inside the headers one: see api/event_stream.py
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_exception_handler(EdgeBridgeError, _core_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -5,11 +5,17 @@ that closes; with `SSE_MAX_STREAMS` streams open the request gets a 503 (with `R
 before any stream starts. The hub encodes each event once with `encode_event` and the same
 bytes go to every client. The `connected` frame carries an `id:` too (the last event id
 before this stream began), so a client that disconnects before its first event still resumes
-without a gap. The stream ends, always with a complete response, when the access token
-expires, when its client stops taking bytes (a send waits longer than
-`SSE_SEND_TIMEOUT_SECONDS`, or more than `SSE_CLIENT_BUFFER` bytes wait for it in the hub;
-the browser reconnects with `Last-Event-ID` and replays), when its staff member opens more
-than `SSE_MAX_STREAMS_PER_STAFF` streams (the oldest ends), or on shutdown.
+without a gap. The stream ends with a complete response when the access token expires,
+when more than `SSE_CLIENT_BUFFER` bytes wait for its client in the hub, when its staff
+member opens more than `SSE_MAX_STREAMS_PER_STAFF` streams (the oldest ends), or on
+shutdown (at once on SIGTERM); a client that stops taking bytes (a send waits longer than
+`SSE_SEND_TIMEOUT_SECONDS`) has its connection dropped. Either way the browser reconnects
+with `Last-Event-ID` and replays what it missed.
+
+`EventStream` is our own ASGI response, shaped for thousands of identical idle streams: one
+task per stream (the request's own), one timer at a time (the next heartbeat or the token's
+expiry), no timer per send, and none of the request's framework state kept while it streams
+(api/event_stream.py has the machinery and the reasons).
 """
 
 from __future__ import annotations
@@ -18,15 +24,16 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
+from starlette.datastructures import State
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from api.deps import AdminStaff, CurrentStaff, HubDep, SettingsDep
+from api.event_stream import DisconnectWatch, ServerExit, defer, send_within
 from api.schemas import ErrorOut, SseStats
 from api.security import Principal
 from edge_bridge.directory import StaffDirectory
@@ -36,7 +43,6 @@ from edge_bridge.tuning import (
     EVENT_ID_MAX_DIGITS,
     SSE_FULL_RETRY_AFTER_SECONDS,
     SSE_RETRY_MS,
-    SSE_SHUTDOWN_GRACE_SECONDS,
     SSE_WRITE_CHUNK_BYTES,
 )
 
@@ -44,6 +50,11 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/sse", tags=["events"])
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+HEARTBEAT = b": heartbeat\n\n"
+_RAW_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    *((name.lower().encode(), value.encode()) for name, value in HEADERS.items()),
+]
 
 
 def encode_event(event: Event) -> bytes:
@@ -66,56 +77,6 @@ def connected_frame(
     data = json.dumps(body, separators=(",", ":"))
     retry = f"retry: {SSE_RETRY_MS}\n\n"
     return f"{retry}id: {start_after_id}\nevent: connected\ndata: {data}\n\n".encode()
-
-
-class StreamShutdown:
-    """Given to sse-starlette as its `shutdown_event`: server shutdown closes the subscription.
-
-    Intentional divergence: sse-starlette expects an `anyio.Event` and only ever calls `set()`
-    on it (when uvicorn got SIGTERM). Waiting on a real event would cost a task per stream;
-    this object instead ends our iterator at once, so every stream finishes with a complete
-    response (the final chunk) inside the grace period rather than being cancelled mid-body.
-    """
-
-    __slots__ = ("_is_set", "subscription")
-
-    def __init__(self) -> None:
-        self.subscription: Subscription | None = None
-        self._is_set = False
-
-    def set(self) -> None:
-        self._is_set = True
-        if self.subscription is not None:
-            self.subscription.close("shutdown")
-
-    def is_set(self) -> bool:
-        return self._is_set
-
-    def attach(self, subscription: Subscription) -> None:
-        self.subscription = subscription
-        if self._is_set:
-            subscription.close("shutdown")
-
-
-class EventStreamResponse(EventSourceResponse):
-    """sse-starlette's response, where a client that stops reading is an expected outcome.
-
-    When a send waits longer than `send_timeout` (the client stopped reading and its socket
-    buffers are full), sse-starlette raises `SendTimeoutError`; uncaught, uvicorn logs it as
-    an application error with a traceback. Here it is one warning line; the connection is then
-    closed and the browser reconnects with `Last-Event-ID`.
-    """
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            client = scope.get("client") or ("-", 0)
-            logger.warning(
-                "SSE client closed reason=send_timeout client=%s timeout_s=%s",
-                client[0],
-                self.send_timeout,
-            )
 
 
 def parse_last_event_id(header: str | None, query: str | None) -> int | None:
@@ -143,45 +104,110 @@ def refuse_when_full(hub: Hub, staff: Principal) -> None:
         )
 
 
-async def _stream(
-    hub: Hub,
-    staff: Principal,
-    directory: StaffDirectory,
-    groups: tuple[frozenset[int], frozenset[int]],
-    last_event_id: int | None,
-    shutdown: StreamShutdown,
-) -> AsyncIterator[bytes]:
-    active, ogs = groups
-    loop = asyncio.get_running_loop()
-    async with hub.subscribe(
-        staff_id=staff.staff_id,
-        active_group_ids=active,
-        ogs_group_ids=ogs,
-        last_event_id=last_event_id,
-        admin=staff.admin,
-    ) as subscription:
-        shutdown.attach(subscription)
-        # Ends the stream when the token expires: closing the subscription ends the loop
-        # below at once, with no cancellation thrown into sse-starlette's send.
-        expiry = loop.call_later(
-            max(0.0, staff.expires_at - time.time()), subscription.close, "token_expired"
+class EventStream(Response):
+    """The event stream as an ASGI response: one task per stream (the app's own coroutine).
+
+    It sends the headers and the `connected` frame, then, each time the subscription has
+    frames or the heartbeat is due, one `send` with everything buffered (at most
+    `SSE_WRITE_CHUNK_BYTES`); a final empty chunk ends it once the subscription is closed.
+    The client going away closes the subscription (`DisconnectWatch`, no task); a send that
+    waits longer than the send timeout (the client stopped taking bytes) ends the stream
+    at once, without the final chunk nobody would read.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        *,
+        hub: Hub,
+        staff: Principal,
+        directory: StaffDirectory,
+        groups: tuple[frozenset[int], frozenset[int]],
+        last_event_id: int | None,
+        heartbeat_seconds: float,
+        send_timeout_seconds: float,
+        server_exit: ServerExit,
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = _RAW_HEADERS  # shared by every stream (never changed)
+        self._hub = hub
+        self._staff = staff
+        self._directory = directory
+        self._groups = groups
+        self._last_event_id = last_event_id
+        self._heartbeat = heartbeat_seconds
+        self._send_timeout = send_timeout_seconds
+        self._server_exit = server_exit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not defer(scope, self.stream):
+            await self.stream(scope, receive, send)
+
+    async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The whole stream: subscribe, send until the subscription closes, end it.
+
+        One coroutine (its frame is what an idle stream holds): the subscription's read
+        waits until the next heartbeat or the token's expiry, whichever comes first.
+        """
+        staff = self._staff
+        active, ogs = self._groups
+        async with self._hub.subscribe(
+            staff_id=staff.staff_id,
+            active_group_ids=active,
+            ogs_group_ids=ogs,
+            last_event_id=self._last_event_id,
+            admin=staff.admin,
+        ) as subscription:
+            if self._server_exit.exiting:
+                subscription.close("shutdown")
+            watch = DisconnectWatch(receive, partial(subscription.close, "client_disconnected"))
+            try:
+                await send({"type": "http.response.start", "status": 200, "headers": _RAW_HEADERS})
+                body: bytes | None = self._connected(subscription)
+                loop = asyncio.get_running_loop()
+                expires_at = loop.time() + max(0.0, staff.expires_at - time.time())
+                beat_at = loop.time() + self._heartbeat
+                while body:
+                    message = {"type": "http.response.body", "body": body, "more_body": True}
+                    if not await send_within(send, message, self._send_timeout):
+                        self._stalled(subscription, scope)
+                        return  # no final chunk: the client takes no more bytes
+                    until = min(beat_at, expires_at)
+                    body = await subscription.read(SSE_WRITE_CHUNK_BYTES, until=until)
+                    if body is None and until == expires_at:
+                        subscription.close("token_expired")  # the client reconnects
+                    elif body is None:
+                        body, beat_at = HEARTBEAT, loop.time() + self._heartbeat
+            finally:
+                watch.close()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _connected(self, subscription: Subscription) -> bytes:
+        """The first frame, for the groups the staff member has now.
+
+        A supervision may have changed between the lookup and the registration; the
+        writer updates the directory before it tells the hub, so this read catches it.
+        """
+        now_groups = self._directory.groups(self._staff.staff_id)
+        if now_groups != self._groups:
+            subscription.set_groups(*now_groups)
+        return connected_frame(self._staff, *now_groups, start_after_id=subscription.start_after_id)
+
+    def _stalled(self, subscription: Subscription, scope: Scope) -> None:
+        subscription.close("send_timeout")
+        logger.warning(
+            "SSE client closed reason=send_timeout user_id=%d client=%s timeout_s=%s",
+            self._staff.staff_id,
+            (scope.get("client") or ("-", 0))[0],
+            self._send_timeout,
         )
-        try:
-            # A supervision may have changed between the lookup and the registration; the
-            # writer updates the directory before it tells the hub, so this read catches it.
-            now_groups = directory.groups(staff.staff_id)
-            if now_groups != groups:
-                subscription.set_groups(*now_groups)
-            yield connected_frame(staff, *now_groups, start_after_id=subscription.start_after_id)
-            while frames := await subscription.read(SSE_WRITE_CHUNK_BYTES):
-                yield frames
-        finally:
-            expiry.cancel()
 
 
 @router.get(
     "/events",
-    response_class=EventStreamResponse,
+    response_class=EventStream,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
         400: {"model": ErrorOut},
@@ -197,21 +223,32 @@ async def get_events(
     settings: SettingsDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[str | None, Query(max_length=20)] = None,
-) -> EventStreamResponse:
+) -> EventStream:
     resume_from = parse_last_event_id(last_event_id_header, last_event_id)
     refuse_when_full(hub, staff)
     directory: StaffDirectory = request.app.state.directory
-    groups = directory.groups(staff.staff_id)
-    shutdown = StreamShutdown()
-    return EventStreamResponse(
-        _stream(hub, staff, directory, groups, resume_from, shutdown),
-        headers=HEADERS,
-        ping=settings.sse_heartbeat_seconds,
-        ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
-        send_timeout=settings.sse_send_timeout_seconds,
-        shutdown_event=shutdown,  # type: ignore[arg-type]  # see StreamShutdown
-        shutdown_grace_period=SSE_SHUTDOWN_GRACE_SECONDS,
+    return EventStream(
+        hub=hub,
+        staff=staff,
+        directory=directory,
+        groups=directory.groups(staff.staff_id),
+        last_event_id=resume_from,
+        heartbeat_seconds=settings.sse_heartbeat_seconds,
+        send_timeout_seconds=settings.sse_send_timeout_seconds,
+        server_exit=server_exit(request.app.state, hub),
     )
+
+
+def server_exit(state: State, hub: Hub) -> ServerExit:
+    """The app's `ServerExit`, made on the first stream: SIGTERM closes every stream at once,
+    so each ends with a complete response well before uvicorn stops waiting for them."""
+    watch: ServerExit | None = getattr(state, "sse_server_exit", None)
+    if watch is None:
+        watch = ServerExit()
+        state.sse_server_exit = watch
+        watch.add(lambda: hub.close_all("shutdown"))
+        watch.install()
+    return watch
 
 
 @router.get(

@@ -1,11 +1,15 @@
 """SSE fan-out benchmark: our hub and endpoint vs naive sse-starlette vs nginx + nchan.
 
     .venv/bin/python bench/sse_fanout.py [--n 1000,5000,10000] [--rate 50] [--seconds 10]
-                                         [--targets ours,baseline,nchan] [--quick]
+                                         [--targets ours,baseline,nchan] [--quick] [--big]
+                                         [--connect-n 5000] [--client-procs 1]
                                          [--profile | --profile-native]
 
-`--quick`: N=1,000 and 4 s of publishing (about 2 minutes for all three targets); the default
-run takes about 12 minutes on 2 cores. `--profile` runs `py-spy record` (Python stacks, all
+`--quick`: N=100 and 1,000 with 4 s of publishing, plus the 5,000-stream connect run (about
+4 minutes for all three targets); `--big` adds N=10,000 to whatever runs. The default run
+takes about 15 minutes on 2 cores. `--connect-n`: a connect-only run per target (fresh server,
+that many authenticated streams, connect time and memory per idle stream; 0 skips it).
+`--profile` runs `py-spy record` (Python stacks, all
 threads, without pausing the process) on `ours` while it connects and while it publishes, and
 prints where the time goes; `--profile-native` adds C frames (write(), the garbage collector)
 but pauses the process for every sample, so its timings are not comparable.
@@ -198,7 +202,12 @@ class Ours(Target):
             self.workdir, prefix=f"bench-{uuid.uuid4().hex[:6]}", users=users
         )
         self.server, _url, secret = start_bridge(
-            self.workdir, broker=self.broker, bridge_password=users["edge-bridge"], school=school
+            self.workdir,
+            broker=self.broker,
+            bridge_password=users["edge-bridge"],
+            school=school,
+            # every stream is Frau Schmidt's: lift the per-staff limit (10 by default)
+            env={"SSE_MAX_STREAMS_PER_STAFF": "100000"},
         )
         self.port = self.server.port
         token = issue_token(STAFF_ID, secret=secret, ttl_seconds=3600)
@@ -880,6 +889,75 @@ def compare(runs: dict[str, dict[str, Any]], n: int) -> dict[str, Any]:
     return ratios
 
 
+def connect_only(
+    names: list[str],
+    classes: dict[str, type[Target]],
+    clients: LoadClients,
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Per target, a fresh server and `--connect-n` streams (ours: authenticated with a
+    bearer JWT): how long until all are ready, memory per idle stream, the ratios."""
+    n = args.connect_n
+    runs: dict[str, dict[str, Any]] = {}
+    for name in names:
+        target = classes[name](workdir)
+        try:
+            target.start(1)
+            clients.connect(target, min(20, n), window=20)
+            clients.all({"cmd": "close"})
+            time.sleep(1.0)
+            rss_before = target.rss_bytes()
+            cpu_client_0 = clients.cpu_seconds()
+            connect = clients.connect(target, n, window=args.connect_window)
+            cpu_clients = [b - a for a, b in zip(cpu_client_0, clients.cpu_seconds(), strict=True)]
+            time.sleep(args.idle_seconds)
+            ready = max(connect["ready"], 1)
+            runs[name] = {
+                "connect": connect,
+                "bytes_per_idle_connection": round((target.rss_bytes() - rss_before) / ready),
+                "client_cpu_seconds": round(sum(cpu_clients), 3),
+            }
+            print(
+                f"[{name} connect-only N={n}] {connect['ready']} ready in"
+                f" {connect['seconds']} s (failed {connect['failed']});"
+                f" {runs[name]['bytes_per_idle_connection'] / 1024:.1f} KiB per idle stream;"
+                f" load client CPU {runs[name]['client_cpu_seconds']} s",
+                flush=True,
+            )
+            clients.all({"cmd": "close"})
+        except Exception as exc:
+            print(f"[{name} connect-only N={n}] failed: {exc!r}", flush=True)
+            runs[name] = {"error": repr(exc)}
+            with contextlib.suppress(Exception):
+                clients.all({"cmd": "close"})
+        finally:
+            target.stop()
+    ok = {name: run for name, run in runs.items() if "error" not in run}
+    print(f"\n=== connect only, N={n} ===")
+    ratios: dict[str, Any] = {}
+    rows = [
+        ("connect s", lambda r: r["connect"]["seconds"]),
+        ("KiB/idle conn", lambda r: round(r["bytes_per_idle_connection"] / 1024, 2)),
+        ("client CPU s", lambda r: r["client_cpu_seconds"]),
+    ]
+    order = [name for name in ("ours", "baseline", "nchan") if name in ok]
+    print(f"{'':18}" + "".join(f"{name:>12}" for name in order) + "  ours/baseline  ours/nchan")
+    for label, get in rows:
+        values = {name: get(ok[name]) for name in order}
+        row = f"{label:18}" + "".join(f"{values[name]!s:>12}" for name in order)
+        for ref in ("baseline", "nchan"):
+            if "ours" in values and ref in values:
+                ours, other = values["ours"], values[ref]
+                ratio = round(ours / other, 3) if other and ours is not None else None
+                ratios.setdefault(f"ours/{ref}", {})[label] = ratio
+                row += f"{ratio!s:>15}" if ref == "baseline" else f"{ratio!s:>12}"
+        print(row)
+    if "ours" in ok:
+        print(f"  target: {n} authenticated streams in ≤ 2 s: {ok['ours']['connect']['seconds']} s")
+    return {"n": n, "runs": runs, "ratios": ratios}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", default="1000,5000,10000", help="comma-separated stream counts")
@@ -896,11 +974,17 @@ def main() -> None:
     parser.add_argument(
         "--profile-native", action="store_true", help="py-spy --native: ours, event-loop thread"
     )
-    parser.add_argument("--quick", action="store_true", help="N=1000, 4 s of publishing")
+    parser.add_argument("--quick", action="store_true", help="N=100,1000, 4 s of publishing")
+    parser.add_argument("--big", action="store_true", help="add N=10,000")
+    parser.add_argument(
+        "--connect-n", type=int, default=5000, help="connect-only run with this many streams"
+    )
     args = parser.parse_args()
     if args.quick:
-        args.n, args.seconds, args.drain_seconds = "1000", 4.0, 30.0
+        args.n, args.seconds, args.drain_seconds = "100,1000", 4.0, 30.0
     ns = [int(part) for part in args.n.split(",") if part.strip()]
+    if args.big and 10_000 not in ns:
+        ns.append(10_000)
     names = [part.strip() for part in args.targets.split(",") if part.strip()]
     if "nchan" in names and (shutil.which("nginx") is None or not NCHAN_MODULE.exists()):
         print("nginx or libnginx-mod-nchan missing: skipping nchan", flush=True)
@@ -938,6 +1022,8 @@ def main() -> None:
             results["runs"][str(n)] = runs
             ok = {name: run for name, run in runs.items() if "error" not in run}
             results["ratios"][str(n)] = compare(ok, n)
+        if args.connect_n:
+            results["connect_only"] = connect_only(names, classes, clients, args, workdir)
     finally:
         clients.exit()
     results["machine"]["load_average_end"] = os.getloadavg()

@@ -7,7 +7,7 @@ here runs on one event loop and has one feed: the store's announcer on SQLite, t
 tail on PostgreSQL (`store.Announcer`, `tail.py`), which hand each event over once, in id
 order; the hub ignores an id it has already passed.
 
-Built to hold 10,000 subscriptions cheaply: each is a deque of shared frames plus a future
+Built to hold 10,000 subscriptions cheaply: each is a list of shared frames plus a future
 that exists only while its reader waits, so publishing is one loop over the indexed
 recipients with no task, queue or lock per event.
 
@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain
@@ -98,10 +98,13 @@ def _utcnow() -> datetime:
 class Subscription:
     """One client's stream: an async iterator of events that ends as soon as it is closed.
 
-    `read()` gives the stream the encoded frames instead, several at once.
+    `read()` gives the stream the encoded frames instead, several at once, and can wait until
+    a deadline (the stream's heartbeat): one timer per deadline, not one per wait.
     """
 
     __slots__ = (
+        "_alarm",
+        "_alarm_at",
         "_buffer",
         "_buffered_bytes",
         "_hub",
@@ -133,10 +136,13 @@ class Subscription:
         # Events with larger ids follow on this stream: the id a client that has seen
         # nothing else resumes from (set when it registers, or the replay's starting point).
         self.start_after_id = 0
-        self._buffer: deque[_Item] = deque()
+        self._buffer: list[_Item] = []  # a list: an empty deque costs 600 bytes per stream
         self._buffered_bytes = 0  # bytes of the frames in `_buffer`, not yet taken
         self._limit = hub.buffer_bytes  # raised for a replay's backlog until it is taken
         self._waiter: asyncio.Future[None] | None = None
+        # The timer of `read(until=...)`: armed once per deadline, None again once it rang.
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -159,6 +165,9 @@ class Subscription:
         if self.closed_reason is not None:
             return
         self.closed_reason = reason
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
         self._buffer.clear()
         self._buffered_bytes = 0
         self._wake()
@@ -170,24 +179,47 @@ class Subscription:
     async def __anext__(self) -> Event:
         if not await self._wait():
             raise StopAsyncIteration
-        return self._take()[0]
+        item = self._buffer.pop(0)
+        self._taken(len(item[1]))
+        return item[0]
 
-    async def read(self, max_bytes: int) -> bytes:
+    async def read(self, max_bytes: int, *, until: float | None = None) -> bytes | None:
         """The next frames joined, at least one and else at most `max_bytes`; b"" once closed.
 
-        Waits while nothing is buffered. A client that fell behind gets one write of many
-        frames instead of one write each.
+        Waits while nothing is buffered, and with `until` (a time of the event loop's clock)
+        no longer than that: None when it passed with nothing buffered. A client that fell
+        behind gets one write of many frames instead of one write each.
         """
-        if not await self._wait():
+        # The wait of `_wait`, inlined: an idle stream holds one coroutine frame less.
+        while not self._buffer:
+            if self.closed_reason is not None:
+                return b""
+            loop = asyncio.get_running_loop()
+            if until is not None:
+                if self._alarm_at != until:
+                    if self._alarm is not None:
+                        self._alarm.cancel()
+                    self._alarm_at = until
+                    self._alarm = loop.call_at(until, self._ring)
+                elif self._alarm is None:
+                    return None  # this deadline's alarm rang
+            self._waiter = loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self.closed_reason is not None:
             return b""
-        frames = [self._take()[1]]
-        size = len(frames[0])
         buffer = self._buffer
-        while buffer and size + len(buffer[0][1]) <= max_bytes:
-            frame = self._take()[1]
-            frames.append(frame)
-            size += len(frame)
-        return frames[0] if len(frames) == 1 else b"".join(frames)
+        first = buffer[0][1]
+        size, count, end = len(first), 1, len(buffer)
+        while count < end and size + len(buffer[count][1]) <= max_bytes:
+            size += len(buffer[count][1])
+            count += 1
+        frames = first if count == 1 else b"".join([frame for _, frame in buffer[:count]])
+        del buffer[:count]
+        self._taken(size)
+        return frames
 
     async def _wait(self) -> bool:
         """Wait until something is buffered; False once the stream is closed."""
@@ -201,13 +233,15 @@ class Subscription:
                 self._waiter = None
         return False
 
-    def _take(self) -> _Item:
-        item = self._buffer.popleft()
-        self._buffered_bytes -= len(item[1])
+    def _taken(self, size: int) -> None:
+        self._buffered_bytes -= size
         bound = self._hub.buffer_bytes
         if self._limit > bound and self._buffered_bytes < bound:
             self._limit = bound  # caught up after a replay
-        return item
+
+    def _ring(self) -> None:
+        self._alarm = None
+        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -219,7 +253,7 @@ class Subscription:
         if self.closed_reason is not None:
             return
         live = (item for item in self._buffer if seen_up_to is None or item[0].id > seen_up_to)
-        self._buffer = deque(chain(missed, live))
+        self._buffer = list(chain(missed, live))
         self._buffered_bytes = sum(len(frame) for _, frame in self._buffer)
         # The backlog may exceed the bound; allow the bound on top until the client catches up.
         self._limit = self._buffered_bytes + self._hub.buffer_bytes
@@ -381,27 +415,8 @@ class Hub:
             slow_disconnects=self._slow_disconnects,
         )
 
-    @asynccontextmanager
-    async def _open(
-        self, sub: Subscription, last_event_id: int | None
-    ) -> AsyncIterator[Subscription]:
-        # Register first so live events buffer while the missed ones are looked up.
-        self._register(sub)
-        if last_event_id is not None:
-            sub.start_after_id = last_event_id
-        reason = "closed"
-        try:
-            if last_event_id is not None:
-                await self._catch_up(sub, last_event_id)
-            yield sub
-        except asyncio.CancelledError:
-            reason = "cancelled"
-            raise
-        except Exception:
-            reason = "error"
-            raise
-        finally:
-            sub.close(reason)
+    def _open(self, sub: Subscription, last_event_id: int | None) -> _Opened:
+        return _Opened(self, sub, last_event_id)
 
     def _deliver(self, event: Event) -> int:
         try:
@@ -628,6 +643,41 @@ class Hub:
                 sorted(active),
                 sorted(ogs),
             )
+
+
+class _Opened:
+    """`Hub.subscribe`'s context manager, as a class: an open stream holds this small object,
+    not a suspended generator frame. Closes the subscription however the body ends."""
+
+    __slots__ = ("_hub", "_last_event_id", "_sub")
+
+    def __init__(self, hub: Hub, sub: Subscription, last_event_id: int | None) -> None:
+        self._hub, self._sub, self._last_event_id = hub, sub, last_event_id
+
+    async def __aenter__(self) -> Subscription:
+        hub, sub, last_event_id = self._hub, self._sub, self._last_event_id
+        # Register first so live events buffer while the missed ones are looked up.
+        hub._register(sub)
+        if last_event_id is not None:
+            sub.start_after_id = last_event_id
+            try:
+                await hub._catch_up(sub, last_event_id)
+            except BaseException as exc:
+                self._close(exc)
+                raise
+        return sub
+
+    async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        self._close(exc)
+
+    def _close(self, exc: BaseException | None) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            reason = "cancelled"
+        elif isinstance(exc, Exception):
+            reason = "error"
+        else:
+            reason = "closed"
+        self._sub.close(reason)
 
 
 def _offer(

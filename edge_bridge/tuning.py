@@ -10,8 +10,9 @@ from __future__ import annotations
 # --- HTTP server and shutdown -------------------------------------------------------------
 # uvicorn waits this long for open responses on SIGTERM before it cancels them.
 GRACEFUL_SHUTDOWN_SECONDS = 3.0
-# Streams are asked to finish this long before uvicorn gives up on them, so every stream
-# ends with a complete response (the final chunk) rather than being cancelled mid-body.
+# Every open stream ends with a complete response (the final chunk) within this of SIGTERM,
+# well before uvicorn gives up on them: they close at once when the server is told to exit
+# (api/event_stream.py `ServerExit`), not when the lifespan shutdown runs after the wait.
 SSE_SHUTDOWN_GRACE_SECONDS = GRACEFUL_SHUTDOWN_SECONDS - 2.0
 # The ingest worker's share of shutdown: finish the batch in flight within this.
 INGEST_STOP_TIMEOUT_SECONDS = GRACEFUL_SHUTDOWN_SECONDS / 2

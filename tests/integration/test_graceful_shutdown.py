@@ -14,8 +14,10 @@ import pytest
 from sqlmodel import Session, col, func, select
 
 from edge_bridge.models import EventRecord, ProcessedScan, Visit
+from edge_bridge.tuning import SSE_SHUTDOWN_GRACE_SECONDS
 from tests.factories import VISIT_EVENT_TYPES, school_document
 from tests.integration.conftest import System
+from tests.support.raw_sse import RawSseClient
 from tests.support.scanstream import ScanStream, SentScan
 from tests.support.sse import SseStream
 
@@ -130,3 +132,33 @@ def test_sigterm_mid_stream_exits_in_time_and_loses_no_scan(
     assert visits == results["checked_in"] + results["transferred"]
     assert closed_visits == results["checked_out"] + results["transferred"]
     assert events == results["checked_in"] + results["checked_out"] + 2 * results["transferred"]
+
+
+def test_sigterm_ends_every_open_stream_with_a_complete_response_within_the_grace_period(
+    make_system: Callable[..., System],
+) -> None:
+    # Arrange: three idle streams, read on the wire (the final chunk is visible there).
+    system = make_system()
+    clients = [
+        RawSseClient(
+            "127.0.0.1", system.server.port, "/api/sse/events", headers=system.auth(staff_id)
+        )
+        for staff_id in (1, 2, 3)
+    ]
+    for client in clients:
+        client.read_until(b"event: connected", 10)
+
+    # Act: SIGTERM, then see when each response ends.
+    signalled = time.monotonic()
+    stopper = threading.Thread(target=system.server.stop)
+    stopper.start()
+    ended_after = []
+    for client in clients:
+        client.read_until_end(SSE_SHUTDOWN_GRACE_SECONDS)
+        ended_after.append(time.monotonic() - signalled)
+    stopper.join(10)
+
+    # Assert: every response ended with its final chunk, well before uvicorn gives up.
+    assert [client.complete for client in clients] == [True, True, True]
+    assert max(ended_after) < SSE_SHUTDOWN_GRACE_SECONDS
+    assert not stopper.is_alive()

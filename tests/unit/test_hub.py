@@ -1101,3 +1101,44 @@ def test_a_history_replay_stops_at_the_hubs_position_and_newer_events_come_live_
             assert await take(sub, 1) == [7]
 
     run(scenario)
+
+
+def test_a_read_with_a_deadline_returns_none_once_it_passed_with_nothing_buffered() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        loop = asyncio.get_running_loop()
+        async with hub.subscribe(staff_id=1, active_group_ids=[1]) as sub:
+            until = loop.time() + 0.02
+
+            timed_out = await asyncio.wait_for(sub.read(65_536, until=until), 2)
+            await hub.publish(make_event(1))
+            frames = await asyncio.wait_for(sub.read(65_536, until=until), 2)
+
+            assert timed_out is None
+            assert loop.time() >= until - 0.01
+            assert frames == encode(make_event(1))
+
+    run(scenario)
+
+
+def test_reads_waiting_for_the_same_deadline_arm_one_timer() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        loop = asyncio.get_running_loop()
+        async with hub.subscribe(staff_id=1, active_group_ids=[1]) as sub:
+            until = loop.time() + 60
+
+            def armed() -> int:
+                return sum(not h.cancelled() for h in loop._scheduled)  # type: ignore[attr-defined]
+
+            timers = armed()
+            for id_ in (1, 2, 3):
+                reading = asyncio.ensure_future(sub.read(65_536, until=until))
+                await asyncio.sleep(0)
+                await hub.publish(make_event(id_))
+                await asyncio.wait_for(reading, 2)
+            after = armed()
+
+            assert after == timers + 1
+
+    run(scenario)

@@ -1,10 +1,10 @@
-"""Tests for api/sse.py without a server: frames, Last-Event-ID, shutdown, send timeouts."""
+"""Tests for api/sse.py without a server: frames and Last-Event-ID (the stream itself:
+tests/unit/test_event_stream.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -12,14 +12,12 @@ from fastapi import HTTPException
 
 from api.security import Principal
 from api.sse import (
-    EventStreamResponse,
-    StreamShutdown,
     connected_frame,
     encode_event,
     parse_last_event_id,
 )
 from edge_bridge.events import Event, EventType
-from edge_bridge.hub import Hub, Subscription
+from edge_bridge.hub import Hub
 
 AT = datetime(2026, 11, 26, 13, 30, 0, 123000, tzinfo=UTC)
 
@@ -123,63 +121,3 @@ def test_a_last_event_id_that_is_not_a_plain_id_is_a_400(raw: str) -> None:
 
     assert caught.value.status_code == 400
     assert "Last-Event-ID must be a non-negative event id, got:" in caught.value.detail
-
-
-def _subscription(hub: Hub) -> Subscription:
-    sub = Subscription(
-        hub, staff_id=1, active_group_ids=frozenset({124}), ogs_group_ids=frozenset()
-    )
-    hub._register(sub)
-    return sub
-
-
-def test_server_shutdown_closes_the_attached_subscription() -> None:
-    hub = Hub(encode=encode_event)
-    shutdown = StreamShutdown()
-    sub = _subscription(hub)
-    shutdown.attach(sub)
-
-    shutdown.set()
-
-    assert sub.closed_reason == "shutdown"
-    assert hub.stats().total_clients == 0
-
-
-def test_a_stream_that_starts_after_shutdown_began_is_closed_at_once() -> None:
-    hub = Hub(encode=encode_event)
-    shutdown = StreamShutdown()
-    shutdown.set()
-    sub = _subscription(hub)
-
-    shutdown.attach(sub)
-
-    assert shutdown.is_set()
-    assert sub.closed_reason == "shutdown"
-
-
-def test_a_client_that_stops_reading_ends_its_response_with_one_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    async def frames() -> AsyncIterator[bytes]:
-        while True:
-            yield b"data: x\n\n"
-
-    async def receive() -> dict[str, object]:
-        await asyncio.Event().wait()  # the client never sends anything (nor disconnects)
-        return {}
-
-    async def send(message: dict[str, object]) -> None:
-        if message["type"] == "http.response.body":
-            await asyncio.Event().wait()  # its socket buffers are full: the send never ends
-
-    async def scenario() -> None:
-        response = EventStreamResponse(frames(), send_timeout=0.05, ping=0)
-        scope = {"type": "http", "method": "GET", "client": ("10.0.0.7", 5000)}
-        async with asyncio.timeout(2):
-            await response(scope, receive, send)  # type: ignore[arg-type]
-
-    asyncio.run(scenario())
-
-    assert caplog.messages == [
-        "SSE client closed reason=send_timeout client=10.0.0.7 timeout_s=0.05"
-    ]
