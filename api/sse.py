@@ -208,6 +208,7 @@ class EventStream(Response):
 @router.get(
     "/events",
     response_class=EventStream,
+    status_code=200,  # EventStream takes no status_code: FastAPI's OpenAPI needs it said
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
         400: {"model": ErrorOut},
