@@ -169,13 +169,10 @@ class Ingest:
     async def _run(self) -> None:
         # After stop() the worker finishes the batch in hand and leaves the rest
         # unacknowledged in the queue: the broker redelivers it to the next session.
-        queue = self.mqtt.queue
         while self._accepting:
             self._busy = False
-            batch = [await queue.get()]
+            batch = await self.mqtt.next_batch(INGEST_MAX_BATCH)
             self._busy = True
-            while len(batch) < INGEST_MAX_BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
             await self._process_until_done(batch)
 
     async def _process_until_done(self, batch: list[Inbound]) -> None:

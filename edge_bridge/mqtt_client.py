@@ -8,12 +8,18 @@ start off), and an exception escaping a callback leaves paho's parser half-way, 
 callback catches everything (the driver survives one anyway: logged, counted, reconnected);
 `healthy()` checks the connection and that the driver runs.
 
-The hand-over queue is bounded. Receive Maximum bounds the QoS 1 messages in flight on one
-connection; messages left in the queue from an earlier connection are never acknowledged
-(the broker redelivers them on the new one), so when the queue is full they are dropped to
-make room. QoS 0 statuses use only what Receive Maximum leaves free. QoS 0 scans are dropped
-in the callback (scans are QoS 1, CONTRACT §3), and an oversize payload is not copied: a
-marker goes to the worker, which refuses it.
+The hand-over queue is bounded by backpressure, not by dropping: when it holds
+INGEST_QUEUE_SIZE messages the socket is no longer read (`LoopDriver.pause_reading`) until
+the worker has taken it down to the low-water mark. Receive Maximum alone does not bound it:
+Mosquitto 2.0 (`db__message_write_queued_out`) moves its whole queue for a client into flight
+as soon as one PUBACK frees one slot, so a flat-out burst arrives unacknowledged all at once.
+A QoS 1 message that was read is therefore never dropped (it would hold one of the broker's
+in-flight slots until the next reconnect); messages already read when the pause starts go in
+above the bound. Messages left in the queue from an earlier connection are never acknowledged
+(the broker redelivers them on the new one), so at the bound they are forgotten first. QoS 0
+statuses use only what Receive Maximum leaves free. QoS 0 scans are dropped in the callback
+(scans are QoS 1, CONTRACT §3), and an oversize payload is not copied: a marker goes to the
+worker, which refuses it. Bridge status messages are acknowledged as soon as they are handled.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from edge_bridge.metrics import Metrics
 from edge_bridge.models import utcnow
 from edge_bridge.mqtt_loop import LoopDriver, until
 from edge_bridge.tuning import (
+    INGEST_LOG_WINDOW_SECONDS,
+    INGEST_QUEUE_RESUME_FRACTION,
     MQTT_KEEPALIVE_SECONDS,
     MQTT_RECEIVE_MAXIMUM,
     MQTT_SESSION_EXPIRY_SECONDS,
@@ -79,7 +87,7 @@ class Inbound:
 
 
 def queue_bound(settings: Settings) -> int:
-    """The hand-over queue's size: at least Receive Maximum, so QoS 1 never overflows it."""
+    """The hand-over queue's size, where reading pauses: at least Receive Maximum."""
     if settings.ingest_queue_size < MQTT_RECEIVE_MAXIMUM:
         msg = (
             f"INGEST_QUEUE_SIZE must be at least the MQTT Receive Maximum "
@@ -126,7 +134,12 @@ class MqttClient:
         self.throttle = throttle
         self.topics = Topics(settings.mqtt_topic_prefix)
         self.connected = threading.Event()
-        self.queue: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=queue_bound(settings))
+        # Unbounded as a container: `bound` is enforced by pausing the socket (`_enqueue`).
+        self.bound = queue_bound(settings)
+        self.resume_at = int(self.bound * INGEST_QUEUE_RESUME_FRACTION)
+        self.queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        self._pause_logged_at = -INGEST_LOG_WINDOW_SECONDS
+        self._pauses_unlogged = 0
         self._connection = 0
         self._stopping = False
         self.instance_topic = instance_status_topic(settings)
@@ -206,6 +219,15 @@ class MqttClient:
     def publish(self, topic: str, payload: bytes) -> None:
         self.driver.publish(topic, payload)
 
+    async def next_batch(self, limit: int) -> list[Inbound]:
+        """Wait for a message, take up to `limit`; reading resumes at the low-water mark."""
+        batch = [await self.queue.get()]
+        while len(batch) < limit and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        if self.queue.qsize() <= self.resume_at:
+            self.driver.resume_reading()
+        return batch
+
     def ack(self, inbound: Inbound) -> None:
         """Acknowledge on the connection the message came on; after a reconnect its message id
         may belong to another, uncommitted scan, and the broker redelivers this one anyway.
@@ -221,19 +243,36 @@ class MqttClient:
         self.throttle.warning(("", f"callback_error_{step}"), "MQTT callback failed step=%s", step)
 
     def _enqueue(self, inbound: Inbound) -> None:
-        """Into the bounded queue, directly (on the loop): never lets QueueFull escape."""
-        if self.queue.full():
+        """Into the queue, directly (on the loop); at the bound, stop reading the socket."""
+        if self.queue.qsize() >= self.bound:
             self._drop_stale()
-        # QoS 0 (statuses only; QoS 0 scans never get here) may not take the room that
-        # Receive Maximum promises to QoS 1 messages.
-        room = self.queue.maxsize - (MQTT_RECEIVE_MAXIMUM if inbound.qos == 0 else 0)
-        if self.queue.qsize() < room:
-            self.queue.put_nowait(inbound)
-        else:
+        # QoS 0 (statuses only; QoS 0 scans never get here) is the one kind that may be lost:
+        # it takes only the room Receive Maximum leaves. A QoS 1 message is always kept.
+        if inbound.qos == 0 and self.queue.qsize() >= self.bound - MQTT_RECEIVE_MAXIMUM:
             self.metrics.mqtt_dropped.labels("queue_full").inc()
             self.throttle.warning(
                 ("", "queue_full"), "MQTT message dropped reason=queue_full topic=%s", inbound.topic
             )
+            return
+        self.queue.put_nowait(inbound)
+        if self.queue.qsize() >= self.bound and not self.driver.paused:
+            self.driver.pause_reading()
+            self._log_pause()
+
+    def _log_pause(self) -> None:
+        """One line per log window: a pause is normal under a burst, not worth one per batch."""
+        now = time.monotonic()
+        if now - self._pause_logged_at < INGEST_LOG_WINDOW_SECONDS:
+            self._pauses_unlogged += 1
+            return
+        logger.info(
+            "MQTT reading paused queue=%d bound=%d resume_at=%d pauses_since_last_line=%d",
+            self.queue.qsize(),
+            self.bound,
+            self.resume_at,
+            self._pauses_unlogged,
+        )
+        self._pause_logged_at, self._pauses_unlogged = now, 0
 
     def _drop_stale(self) -> None:
         """Forget queued messages of earlier connections: the broker redelivers each of them."""
@@ -303,6 +342,8 @@ class MqttClient:
         try:
             if message.topic in (self.topics.bridge_status, self.instance_topic):
                 self._on_bridge_status(message.topic, bytes(message.payload))
+                if message.qos > 0:  # or it holds an in-flight slot until the next reconnect
+                    self._client.ack(message.mid, message.qos)
                 return
             if message.qos == 0 and self._drop_qos0_scan(message.topic):
                 return

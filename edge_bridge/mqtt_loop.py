@@ -14,6 +14,9 @@ as aiomqtt does (`empicano/aiomqtt: aiomqtt/client.py`); everything else runs on
 paho's callbacks included. An exception escaping paho leaves its packet parser half-way (it
 would hand the same packet over again): the step is logged and counted, and the connection is
 given up; the driver reconnects and the broker redelivers what was not acknowledged.
+
+Backpressure: `pause_reading()` stops watching the socket (TCP flow control then holds the
+broker back), `resume_reading()` watches it again. A new connection always starts reading.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class LoopDriver:
         self._broken = False  # a step raised: the socket is no longer read; reconnect
         self._connecting = False  # reconnect() runs in a worker thread
         self._held: list[tuple[str, bytes]] = []  # QoS 1 publishes made meanwhile
+        self._paused = False  # the socket is not read: the owner's queue is full
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_socket_register_write
@@ -77,6 +81,34 @@ class LoopDriver:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._task = loop.create_task(self._drive(), name="mqtt-driver")
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket until `resume_reading()`; writes (acks, feedback) go on.
+
+        paho sends keepalive pings meanwhile, but cannot read the answers: a pause longer
+        than the keepalive (the worker stuck) ends in a reconnect, and the broker redelivers.
+        """
+        sock = self.client.socket()
+        if self._paused or sock is None or self._loop is None:
+            return
+        self._paused = True
+        self._loop.remove_reader(sock)
+
+    def resume_reading(self) -> None:
+        """Read the socket again (after `pause_reading()`)."""
+        if not self._paused:
+            return
+        self._paused = False
+        sock = self.client.socket()
+        if sock is None or self._loop is None or self._broken:
+            return
+        self._loop.add_reader(sock, self._on_readable)
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            self._loop.call_soon(self._on_readable)  # decrypted already: the selector is blind
 
     def connected(self) -> None:
         """An accepted CONNACK: the next drop waits the shortest backoff again."""
@@ -162,6 +194,7 @@ class LoopDriver:
 
     def _watch(self, sock: socket.socket | ssl.SSLSocket) -> None:
         assert self._loop is not None
+        self._paused = False  # a new connection starts reading (its CONNACK, first of all)
         self._loop.add_reader(sock, self._on_readable)
         if self.client.want_write():  # the CONNECT queued by reconnect()
             self._loop.add_writer(sock, self._on_writable)
@@ -176,7 +209,12 @@ class LoopDriver:
         # TLS: records already decrypted wait in the SSL object, where the selector cannot
         # see them; read them now or they wait for the next bytes from the broker.
         sock = self.client.socket()
-        while rc == _SUCCESS and isinstance(sock, ssl.SSLSocket) and sock.pending():
+        while (
+            rc == _SUCCESS
+            and not self._paused
+            and isinstance(sock, ssl.SSLSocket)
+            and sock.pending()
+        ):
             rc = self.client.loop_read()
             sock = self.client.socket()
 

@@ -119,3 +119,8 @@ LOGIN_FAILURE_PRUNE_INTERVAL_SECONDS = 600.0
 # loop calls paho's loop_misc() this often, which sends keepalive pings and notices a broker
 # that stopped answering. The reconnect backoff is MQTT_RECONNECT_MIN/MAX_SECONDS above.
 MQTT_MISC_INTERVAL_SECONDS = 1.0
+
+# --- MQTT backpressure (flat-out bursts) --------------------------------------------------
+# The hand-over queue pauses reading the socket at INGEST_QUEUE_SIZE messages and resumes
+# once the worker has taken it down to this fraction of it (mqtt_client.MqttClient._enqueue).
+INGEST_QUEUE_RESUME_FRACTION = 0.5

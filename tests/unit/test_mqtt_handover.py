@@ -7,6 +7,7 @@ broker, no socket, no thread, no loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -134,3 +135,66 @@ def test_nothing_is_acknowledged_while_disconnected(
 
     assert paho.acks == [7]
     assert second.handled  # left to the broker's redelivery, on purpose
+
+
+class RecordingDriver:
+    """Stands in for the loop driver: records pauses and resumes of reading the socket."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.calls: list[str] = []
+
+    def pause_reading(self) -> None:
+        self.paused = True
+        self.calls.append("pause")
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        self.calls.append("resume")
+
+
+def test_a_full_queue_pauses_reading_and_keeps_every_qos1_message(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    client, metrics = _client(settings_factory(ingest_queue_size=MQTT_RECEIVE_MAXIMUM))
+    client.driver = driver = RecordingDriver()  # type: ignore[assignment]
+
+    for mid in range(MQTT_RECEIVE_MAXIMUM + 5):  # the last 5 were read before the pause
+        _deliver(client, "scan", b"{}", qos=1, mid=mid)
+
+    assert driver.calls == ["pause"]
+    assert client.queue.qsize() == MQTT_RECEIVE_MAXIMUM + 5
+    assert _counter(metrics, "edge_mqtt_messages_dropped", "queue_full") == 0
+
+
+def test_reading_resumes_once_the_worker_takes_the_queue_down_to_the_low_water_mark(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    client, _metrics = _client(settings_factory(ingest_queue_size=MQTT_RECEIVE_MAXIMUM))
+    client.driver = driver = RecordingDriver()  # type: ignore[assignment]
+    for mid in range(MQTT_RECEIVE_MAXIMUM):
+        _deliver(client, "scan", b"{}", qos=1, mid=mid)
+    above = MQTT_RECEIVE_MAXIMUM - client.resume_at - 1
+
+    asyncio.run(client.next_batch(above))
+    after_first = list(driver.calls)
+    asyncio.run(client.next_batch(1))
+
+    assert after_first == ["pause"]  # one above the low-water mark: still paused
+    assert driver.calls == ["pause", "resume"]
+    assert client.queue.qsize() == client.resume_at
+
+
+def test_a_bridge_status_message_is_acknowledged_at_once(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    client, _metrics = _client(settings_factory())
+    client._client = paho = RecordingPaho()  # type: ignore[assignment]
+    message = mqtt.MQTTMessage(mid=9, topic=client.topics.bridge_status.encode())
+    message.payload = b'{"online": true}'
+    message.qos = 1
+
+    client._on_message(client._client, None, message)
+
+    assert paho.acks == [9]
+    assert client.queue.qsize() == 0
