@@ -3,46 +3,21 @@ a reused scan_id told from a redelivery."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, func, select
 
-from edge_bridge.models import EventRecord, ProcessedScan, Visit
-from tests.factories import VISIT_EVENT_TYPES, school_document
+from edge_bridge.models import ProcessedScan, Visit
+from tests.factories import school_document
 from tests.integration.conftest import System
-from tests.support.scanstream import ScanStream
+from tests.support.scanstream import ScanStream, assert_exactly_one_effect_each
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STUDENT_TAGS = [s["tag"] for s in school_document()["students"]]
 DEVICES = ["reader-101", "reader-turnhalle", "reader-mensa"]
-
-
-def _assert_exactly_one_effect_each(system: System, stream: ScanStream) -> None:
-    with Session(system.engine) as session:
-        rows = session.exec(select(ProcessedScan)).all()
-        events = session.exec(
-            select(func.count())
-            .select_from(EventRecord)
-            .where(col(EventRecord.type).in_(VISIT_EVENT_TYPES))
-        ).one()
-        visits = session.exec(select(func.count()).select_from(Visit)).one()
-        closed = session.exec(
-            select(func.count()).select_from(Visit).where(col(Visit.exit_time).is_not(None))
-        ).one()
-    stored = {(row.device_id, row.scan_id): row.result for row in rows}
-    sent = {(scan.device_id, scan.scan_id): scan for scan in stream.scans}
-    assert set(stored) == set(sent)
-    for key, scan in sent.items():
-        assert scan.feedback is not None
-        assert scan.feedback["result"] == stored[key]  # a repeat re-sends the first result
-    results = Counter(stored.values())
-    assert events == results["checked_in"] + results["checked_out"] + 2 * results["transferred"]
-    assert visits == results["checked_in"] + results["transferred"]
-    assert closed == results["checked_out"] + results["transferred"]
 
 
 def test_a_bridge_killed_mid_stream_gives_every_scan_exactly_one_effect(
@@ -59,7 +34,7 @@ def test_a_bridge_killed_mid_stream_gives_every_scan_exactly_one_effect(
     stream.wait_answered(2000, timeout=120)
 
     assert answered_before_kill < 2000  # the kill really happened mid-stream
-    _assert_exactly_one_effect_each(system, stream)
+    assert_exactly_one_effect_each(system.engine, stream)
 
 
 def test_a_broker_restart_mid_stream_loses_nothing(make_system: Callable[..., System]) -> None:
@@ -75,7 +50,7 @@ def test_a_broker_restart_mid_stream_loses_nothing(make_system: Callable[..., Sy
     stream.wait_answered(600, timeout=120)
 
     assert answered_before_restart < 600
-    _assert_exactly_one_effect_each(system, stream)
+    assert_exactly_one_effect_each(system.engine, stream)
     system.server.wait_ready(timeout_seconds=20)  # the bridge reconnected by itself
 
 

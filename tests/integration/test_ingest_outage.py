@@ -19,9 +19,8 @@ import pytest
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.factories import school_document
 from tests.integration.conftest import System
-from tests.integration.test_ingest_durability import _assert_exactly_one_effect_each
 from tests.support.pgcluster import PostgresServer
-from tests.support.scanstream import ScanStream
+from tests.support.scanstream import ScanStream, assert_exactly_one_effect_each
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -86,7 +85,7 @@ def test_scans_wait_out_a_sqlite_write_lock_longer_than_the_busy_timeout(
     assert body["checks"] == {"database": "unreachable", "mqtt": "ok"}
     assert answered_while_locked == 20  # nothing was answered while the lock was held
     _assert_none_rejected(stream)
-    _assert_exactly_one_effect_each(system, stream)
+    assert_exactly_one_effect_each(system.engine, stream)
     assert _ready(system)[0] == 200
     assert "Database unavailable, scans wait unacknowledged" in system.server.log_text()
 
@@ -120,7 +119,7 @@ def test_a_postgresql_restart_mid_stream_gives_every_scan_exactly_one_effect(
     assert not any(answered_while_down)  # ... and none published during it was answered
     assert body["checks"]["database"] == "unreachable"  # type: ignore[index]
     _assert_none_rejected(stream)
-    _assert_exactly_one_effect_each(system, stream)
+    assert_exactly_one_effect_each(system.engine, stream)
     _wait_until_ready_says(system, 200, seconds=20)
     assert re.search(r"Database available again after_s=(?:[1-9]|0\.[5-9])", _log(system))
 

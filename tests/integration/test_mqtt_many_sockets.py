@@ -24,12 +24,8 @@ import pytest
 
 from tests.factories import school_document
 from tests.integration.conftest import System
-from tests.integration.test_ingest_durability import (
-    DEVICES,
-    STUDENT_TAGS,
-    _assert_exactly_one_effect_each,
-)
-from tests.support.scanstream import ScanStream
+from tests.integration.test_ingest_durability import DEVICES, STUDENT_TAGS
+from tests.support.scanstream import ScanStream, assert_exactly_one_effect_each
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -161,4 +157,4 @@ def test_with_thousands_of_streams_the_bridge_reconnects_on_a_high_descriptor_an
     fd = _broker_socket_fd(system.server._process.pid, system.broker.port)  # type: ignore[union-attr]
     assert held == STREAMS + 100
     assert fd is not None and fd >= SELECT_LIMIT, fd
-    _assert_exactly_one_effect_each(system, scans)
+    assert_exactly_one_effect_each(system.engine, scans)

@@ -11,16 +11,15 @@ import json
 import logging
 import re
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
-from edge_bridge.models import EventRecord, ProcessedScan, Visit
-from tests.factories import VISIT_EVENT_TYPES, school_document
+from edge_bridge.models import EventRecord
+from tests.factories import school_document
 from tests.support.cluster import Cluster
-from tests.support.scanstream import ScanStream
+from tests.support.scanstream import ScanStream, assert_exactly_one_effect_each
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,30 +42,6 @@ def _scans_handled(cluster: Cluster, instance: int) -> int:
     return int(sum(float(value) for value in _SCANS_METRIC.findall(text)))
 
 
-def _assert_exactly_one_effect_each(cluster: Cluster, stream: ScanStream) -> None:
-    with Session(cluster.engine) as session:
-        rows = session.exec(select(ProcessedScan)).all()
-        events = session.exec(
-            select(func.count())
-            .select_from(EventRecord)
-            .where(col(EventRecord.type).in_(VISIT_EVENT_TYPES))
-        ).one()
-        visits = session.exec(select(func.count()).select_from(Visit)).one()
-        closed = session.exec(
-            select(func.count()).select_from(Visit).where(col(Visit.exit_time).is_not(None))
-        ).one()
-    stored = {(row.device_id, row.scan_id): row.result for row in rows}
-    sent = {(scan.device_id, scan.scan_id): scan for scan in stream.scans}
-    assert set(stored) == set(sent)
-    for key, scan in sent.items():
-        assert scan.feedback is not None
-        assert scan.feedback["result"] == stored[key]  # a repeat re-sends the first result
-    results = Counter(stored.values())
-    assert events == results["checked_in"] + results["checked_out"] + 2 * results["transferred"]
-    assert visits == results["checked_in"] + results["transferred"]
-    assert closed == results["checked_out"] + results["transferred"]
-
-
 def test_two_instances_share_2000_scans_from_20_readers_and_process_each_exactly_once(
     make_cluster: Callable[..., Cluster],
 ) -> None:
@@ -78,7 +53,7 @@ def test_two_instances_share_2000_scans_from_20_readers_and_process_each_exactly
     stream.wait_answered(2000, timeout=120, resend_after=RESEND_AFTER_SECONDS)
 
     assert len(readers) == 20
-    _assert_exactly_one_effect_each(cluster, stream)
+    assert_exactly_one_effect_each(cluster.engine, stream)
     handled = [_scans_handled(cluster, 0), _scans_handled(cluster, 1)]
     assert min(handled) > 0, f"one instance handled no scan: {handled}"  # the load is shared
 
@@ -97,7 +72,7 @@ def test_every_scan_handled_by_both_instances_at_once_still_has_exactly_one_effe
 
     assert _scans_handled(cluster, 0) >= 400
     assert _scans_handled(cluster, 1) >= 400
-    _assert_exactly_one_effect_each(cluster, stream)
+    assert_exactly_one_effect_each(cluster.engine, stream)
 
 
 def test_killing_one_instance_mid_stream_loses_and_duplicates_no_scan(
@@ -114,7 +89,7 @@ def test_killing_one_instance_mid_stream_loses_and_duplicates_no_scan(
     stream.publish(1000, 2000)
     stream.wait_answered(2000, timeout=120, resend_after=RESEND_AFTER_SECONDS)
 
-    _assert_exactly_one_effect_each(cluster, stream)
+    assert_exactly_one_effect_each(cluster.engine, stream)
     waits = sorted(
         scan.answered - max(scan.first_sent, killed_at)
         for scan in stream.scans
@@ -151,7 +126,7 @@ def test_sigterm_on_one_instance_mid_stream_leaves_every_scan_with_one_effect(
     stream.publish(500, 1000)
     stream.wait_answered(1000, timeout=60, resend_after=RESEND_AFTER_SECONDS)
 
-    _assert_exactly_one_effect_each(cluster, stream)
+    assert_exactly_one_effect_each(cluster.engine, stream)
     assert max(scan.sends for scan in stream.scans) <= 2  # at most one resend each
     assert "Bridge stopped" in cluster.log_text(0)
     logger.warning("SIGTERM exit took exit_s=%.2f", exit_seconds)

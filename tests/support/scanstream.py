@@ -10,10 +10,16 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from edge_bridge.models import EventRecord, ProcessedScan, Visit
+from tests.factories import VISIT_EVENT_TYPES
 from tests.support.reader import TestReader
 
 
@@ -91,3 +97,29 @@ class ScanStream:
                 if scan.sends and scan.feedback is None and now - scan.last_sent > resend_after:
                     self._send(scan)
             time.sleep(0.05)  # polling feedback queues of thousands of scans; bounded above
+
+
+def assert_exactly_one_effect_each(engine: Engine, stream: ScanStream) -> None:
+    """Every scan sent was processed once: processed rows, visits, visit events and the
+    readers' feedback agree (a repeat re-sends the first result)."""
+    with Session(engine) as session:
+        rows = session.exec(select(ProcessedScan)).all()
+        events = session.exec(
+            select(func.count())
+            .select_from(EventRecord)
+            .where(col(EventRecord.type).in_(VISIT_EVENT_TYPES))
+        ).one()
+        visits = session.exec(select(func.count()).select_from(Visit)).one()
+        closed = session.exec(
+            select(func.count()).select_from(Visit).where(col(Visit.exit_time).is_not(None))
+        ).one()
+    stored = {(row.device_id, row.scan_id): row.result for row in rows}
+    sent = {(scan.device_id, scan.scan_id): scan for scan in stream.scans}
+    assert set(stored) == set(sent)
+    for key, scan in sent.items():
+        assert scan.feedback is not None
+        assert scan.feedback["result"] == stored[key]
+    results = Counter(stored.values())
+    assert events == results["checked_in"] + results["checked_out"] + 2 * results["transferred"]
+    assert visits == results["checked_in"] + results["transferred"]
+    assert closed == results["checked_out"] + results["transferred"]
