@@ -20,6 +20,7 @@ from edge_bridge.models import EventRecord
 from tests.factories import school_document
 from tests.support.cluster import Cluster
 from tests.support.scanstream import ScanStream, assert_exactly_one_effect_each
+from tests.support.sse import SseStream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 STUDENT_TAGS = [s["tag"] for s in school_document()["students"]]
 ACTIVE_FIXTURE_READERS = ["reader-101", "reader-turnhalle", "reader-mensa"]
 RESEND_AFTER_SECONDS = 3.0  # the simulated readers' feedback timeout (CONTRACT §3)
+SCHMIDT, HOMEWORK = 1, 124  # Frau Schmidt supervises Hausaufgaben, Raum 101
 _SCANS_METRIC = re.compile(r"^edge_scans_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 
 
@@ -75,12 +77,40 @@ def test_every_scan_handled_by_both_instances_at_once_still_has_exactly_one_effe
     assert_exactly_one_effect_each(cluster.engine, stream)
 
 
+def _homework_event_ids(cluster: Cluster) -> list[int]:
+    """The ids of every event a supervisor of Hausaufgaben (group 124) must receive."""
+    with Session(cluster.engine) as session:
+        return list(
+            session.exec(
+                select(EventRecord.id)
+                .where(EventRecord.route_active_group_id == HOMEWORK)
+                .order_by(col(EventRecord.id))
+            ).all()
+        )
+
+
+def _ids_until(stream: SseStream, last_id: int, *, timeout: float = 30.0) -> list[int]:
+    """Event ids read from `stream` until `last_id` arrives (or the stream ends)."""
+    ids: list[int] = []
+    deadline = time.monotonic() + timeout
+    while not ids or ids[-1] < last_id:
+        try:
+            frame = stream.next_event(timeout=max(0.1, deadline - time.monotonic()))
+        except EOFError:
+            break
+        if frame.event not in {"connected", "resync"} and frame.id is not None:
+            ids.append(int(frame.id))
+    return ids
+
+
 def test_killing_one_instance_mid_stream_loses_and_duplicates_no_scan(
     make_cluster: Callable[..., Cluster],
 ) -> None:
     cluster = make_cluster(2, extra_readers=17, scan_debounce_seconds=0)
     readers = {device: cluster.reader(device) for device in _readers(cluster, 20)}
     stream = ScanStream(readers, STUDENT_TAGS, count=2000, seed=3)
+    on_a = cluster.connected_stream(0, SCHMIDT)  # a dashboard on the instance that dies
+    on_b = cluster.connected_stream(1, SCHMIDT)  # and one on the instance that lives
     stream.publish(0, 1000)
     stream.wait_answered(300, timeout=60, resend_after=RESEND_AFTER_SECONDS)
 
@@ -90,6 +120,20 @@ def test_killing_one_instance_mid_stream_loses_and_duplicates_no_scan(
     stream.wait_answered(2000, timeout=120, resend_after=RESEND_AFTER_SECONDS)
 
     assert_exactly_one_effect_each(cluster.engine, stream)
+    expected = _homework_event_ids(cluster)
+    assert len(expected) > 100
+    # The stream on B saw every event of its group, whichever instance wrote it, in id
+    # order and once.
+    assert _ids_until(on_b, expected[-1]) == expected
+    # The stream on A ended with A; its browser reconnects to B with Last-Event-ID and
+    # misses nothing (nor gets anything twice).
+    seen_on_a = _ids_until(on_a, expected[-1], timeout=5.0)
+    assert seen_on_a == expected[: len(seen_on_a)]
+    resumed = cluster.stream(
+        1, SCHMIDT, headers={"Last-Event-ID": str(seen_on_a[-1] if seen_on_a else 0)}
+    )
+    assert resumed.status_code == 200, resumed.body
+    assert seen_on_a + _ids_until(resumed, expected[-1]) == expected
     waits = sorted(
         scan.answered - max(scan.first_sent, killed_at)
         for scan in stream.scans
