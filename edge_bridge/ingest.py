@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from edge_bridge.config import Settings
-from edge_bridge.db import is_postgres
 from edge_bridge.dberrors import is_transient_error
 from edge_bridge.logthrottle import LogThrottle
 from edge_bridge.metrics import Metrics
@@ -44,7 +42,6 @@ from edge_bridge.tuning import (
     INGEST_RETRY_MAX_SECONDS,
     INGEST_RETRY_MIN_SECONDS,
     INGEST_STOP_TIMEOUT_SECONDS,
-    TAG_LOCK_SPACE,
 )
 from edge_bridge.visits import Outcome
 from edge_bridge.wire import (
@@ -57,27 +54,6 @@ from edge_bridge.wire import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def lock_tags(session: Session, tags: set[str]) -> None:
-    """On PostgreSQL, hold a transaction lock per tag before anything about the tags is read.
-
-    Two instances handling scans of one tag at once would otherwise both read "no open
-    visit" (or both the same open visit) and act on it twice. Locks are taken in one order
-    (sorted keys), so batches never deadlock on them; another instance's batch with other
-    tags goes on in parallel. SQLite has one writer anyway.
-    """
-    bind = session.get_bind()
-    if not tags or not is_postgres(bind):  # type: ignore[arg-type]
-        return
-    session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(:space, key) FROM "
-            "(SELECT DISTINCT hashtext(tag) AS key FROM unnest(CAST(:tags AS text[])) AS tag "
-            "ORDER BY key) AS keys"
-        ),
-        {"space": TAG_LOCK_SPACE, "tags": sorted(tags)},
-    )
 
 
 def is_unique_violation(error: BaseException) -> bool:
@@ -381,7 +357,6 @@ class Ingest:
         self._finish(pending)
 
     def _record(self, tx: Tx, pending: list[_Pending]) -> None:
-        lock_tags(tx.session, {item.scan.tag for item in pending})
         devices = {d.id: d for d in tx.session.exec(select(Device)).all()}
         items = [(item.scan, devices[item.scan.device_id]) for item in pending]
         outcomes = record_scans(tx, items, debounce_seconds=self.settings.scan_debounce_seconds)

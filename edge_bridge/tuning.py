@@ -86,10 +86,6 @@ POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 # Presented later it is a stolen copy and the whole login (family) is revoked.
 REFRESH_REUSE_GRACE_SECONDS = 20.0
 
-# --- Scale-out (issue 12) -----------------------------------------------------------------
-# First key of the per-tag advisory locks a scan batch takes on PostgreSQL (the second is
-# hashtext(tag)); two-key locks never collide with the one-key event-log lock.
-TAG_LOCK_SPACE = 0x54414753  # "TAGS"
 
 # --- Event-log tail (PostgreSQL: every instance feeds its hub from the log) ---------------
 # A wake-up comes by LISTEN/NOTIFY after each commit; without one for this long the tail

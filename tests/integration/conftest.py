@@ -16,9 +16,9 @@ from sqlalchemy.engine import Engine
 
 from edge_bridge.config import Settings
 from edge_bridge.importer import import_data
-from edge_bridge.tokens import issue_token
 from tests.factories import school_document
 from tests.support.broker import Broker, broker_factory
+from tests.support.clients import TestClients
 from tests.support.cluster import DEFAULT_SHARED_GROUP, Cluster, build_instances, instance_username
 from tests.support.reader import TestReader
 from tests.support.server import BridgeServer
@@ -56,7 +56,7 @@ def start_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
 
 
 @dataclass
-class System:
+class System(TestClients):
     """A running broker + bridge on the fixture school, and helpers to talk to them."""
 
     settings: Settings
@@ -71,23 +71,6 @@ class System:
     def base_url(self) -> str:
         return self.server.base_url
 
-    def reader(self, device_id: str) -> TestReader:
-        reader = TestReader(
-            self.broker.host,
-            self.broker.port,
-            device_id=device_id,
-            password=self.passwords[device_id],
-            prefix=self.settings.mqtt_topic_prefix,
-        )
-        self._readers.append(reader)
-        return reader
-
-    def token(self, staff_id: int, *, ttl: float = 900, admin: bool = False) -> str:
-        return issue_token(staff_id, secret=self.settings.jwt_secret, ttl_seconds=ttl, admin=admin)
-
-    def auth(self, staff_id: int, **options: object) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(staff_id, **options)}"}  # type: ignore[arg-type]
-
     def stream(
         self,
         staff_id: int | None = None,
@@ -96,28 +79,19 @@ class System:
         headers: dict[str, str] | None = None,
         **params: str,
     ) -> SseStream:
-        all_headers = dict(headers or {})
-        if staff_id is not None or token is not None:
-            all_headers["Authorization"] = f"Bearer {token or self.token(staff_id)}"  # type: ignore[arg-type]
-        stream = SseStream(self.base_url + "/api/sse/events", headers=all_headers, params=params)
-        self._streams.append(stream)
-        return stream
+        return self._open_stream(
+            self.base_url, staff_id, token=token, headers=headers, params=params
+        )
 
     def connected_stream(self, staff_id: int, **params: str) -> SseStream:
         """A stream already past its `connected` frame."""
-        stream = self.stream(staff_id, **params)
-        assert stream.status_code == 200, stream.body
-        assert stream.next_event().event == "connected"
-        return stream
+        return self._past_connected(self.stream(staff_id, **params))
 
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=10.0)
 
     def close(self) -> None:
-        for reader in self._readers:
-            reader.close()
-        for stream in self._streams:
-            stream.close()
+        self._close_clients()
 
 
 @pytest.fixture

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, select
 
-from edge_bridge.models import EventRecord, ProcessedScan, Visit
+from edge_bridge.models import ProcessedScan
 from edge_bridge.tuning import SSE_SHUTDOWN_GRACE_SECONDS
-from tests.factories import VISIT_EVENT_TYPES, school_document
+from tests.factories import school_document
 from tests.integration.conftest import System
 from tests.support.raw_sse import RawSseClient
-from tests.support.scanstream import ScanStream, SentScan
+from tests.support.scanstream import ScanStream, SentScan, assert_exactly_one_effect_each
 from tests.support.sse import SseStream
 
 pytestmark = pytest.mark.integration
@@ -113,25 +112,7 @@ def test_sigterm_mid_stream_exits_in_time_and_loses_no_scan(
     scans.wait_answered(sent, timeout=60, resend_after=NEVER)
 
     # Assert: every scan answered once, with one stored result, and one effect each.
-    stored = _stored(system)
-    assert set(stored) == {(s.device_id, s.scan_id) for s in scans.scans[:sent]}
-    for scan in scans.scans[:sent]:
-        assert scan.feedback is not None
-        assert scan.feedback["result"] == stored[(scan.device_id, scan.scan_id)]
-    results = Counter(stored.values())
-    with Session(system.engine) as session:
-        events = session.exec(
-            select(func.count())
-            .select_from(EventRecord)
-            .where(col(EventRecord.type).in_(VISIT_EVENT_TYPES))
-        ).one()
-        visits = session.exec(select(func.count()).select_from(Visit)).one()
-        closed_visits = session.exec(
-            select(func.count()).select_from(Visit).where(col(Visit.exit_time).is_not(None))
-        ).one()
-    assert visits == results["checked_in"] + results["transferred"]
-    assert closed_visits == results["checked_out"] + results["transferred"]
-    assert events == results["checked_in"] + results["checked_out"] + 2 * results["transferred"]
+    assert_exactly_one_effect_each(system.engine, scans, sent=sent)
 
 
 def test_sigterm_ends_every_open_stream_with_a_complete_response_within_the_grace_period(

@@ -20,8 +20,8 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from edge_bridge.config import Settings
-from edge_bridge.tokens import issue_token
 from tests.support.broker import Broker
+from tests.support.clients import TestClients
 from tests.support.reader import TestReader
 from tests.support.server import BridgeServer
 from tests.support.sse import SseStream
@@ -35,7 +35,7 @@ def instance_username(index: int) -> str:
 
 
 @dataclass
-class Cluster:
+class Cluster(TestClients):
     """N bridge processes on one database and one broker, and helpers to talk to them."""
 
     settings: Settings
@@ -49,20 +49,6 @@ class Cluster:
     def base_url(self, instance: int) -> str:
         return self.instances[instance].base_url
 
-    def reader(self, device_id: str) -> TestReader:
-        reader = TestReader(
-            self.broker.host,
-            self.broker.port,
-            device_id=device_id,
-            password=self.passwords[device_id],
-            prefix=self.settings.mqtt_topic_prefix,
-        )
-        self._readers.append(reader)
-        return reader
-
-    def token(self, staff_id: int, *, ttl: float = 900, admin: bool = False) -> str:
-        return issue_token(staff_id, secret=self.settings.jwt_secret, ttl_seconds=ttl, admin=admin)
-
     def stream(
         self,
         instance: int,
@@ -73,20 +59,13 @@ class Cluster:
         **params: str,
     ) -> SseStream:
         """An SSE stream on instance `instance` (not yet read)."""
-        all_headers = dict(headers or {})
-        if staff_id is not None or token is not None:
-            all_headers["Authorization"] = f"Bearer {token or self.token(staff_id)}"  # type: ignore[arg-type]
-        url = self.base_url(instance) + "/api/sse/events"
-        stream = SseStream(url, headers=all_headers, params=params)
-        self._streams.append(stream)
-        return stream
+        return self._open_stream(
+            self.base_url(instance), staff_id, token=token, headers=headers, params=params
+        )
 
     def connected_stream(self, instance: int, staff_id: int, **params: str) -> SseStream:
         """A stream on `instance` already past its `connected` frame."""
-        stream = self.stream(instance, staff_id, **params)
-        assert stream.status_code == 200, stream.body
-        assert stream.next_event().event == "connected"
-        return stream
+        return self._past_connected(self.stream(instance, staff_id, **params))
 
     def http(self, instance: int) -> httpx.Client:
         return httpx.Client(base_url=self.base_url(instance), timeout=10.0)
@@ -109,10 +88,7 @@ class Cluster:
     def close(self) -> None:
         for server in self.instances:
             server.kill()  # first: the streams' reader threads then see EOF at once
-        for reader in self._readers:
-            reader.close()
-        for stream in self._streams:
-            stream.close()
+        self._close_clients()
 
 
 def build_instances(
