@@ -21,6 +21,7 @@ COPY deploy/requirements.lock deploy/requirements.lock
 RUN pip install --requirement deploy/requirements.lock
 COPY pyproject.toml README.md ./
 COPY edge_bridge/ edge_bridge/
+COPY edge_ops/ edge_ops/
 COPY api/ api/
 COPY simulator/ simulator/
 COPY mosquitto/acl.template mosquitto/acl.template
@@ -49,7 +50,7 @@ RUN apt-get update \
 
 COPY --from=builder /opt/venv /opt/venv
 # The demo school, for `edge-bridge import /app/demo/school.json` and compose's simulator.
-COPY edge_bridge/demo/school.json /app/demo/school.json
+COPY edge_ops/demo/school.json /app/demo/school.json
 
 WORKDIR /app
 USER 10001:10001

@@ -12,7 +12,7 @@ the only task; the rest are futures and at most one timer at a time:
   mark, that is when the client stopped taking bytes. A send that does not wait (nearly all
   of them) costs no timer.
 - `ServerExit` learns of SIGTERM/SIGINT when the server does: uvicorn (the server here,
-  `edge_bridge/cli.py`) waits for open responses before the lifespan shutdown runs, so a
+  `edge_ops/cli.py`) waits for open responses before the lifespan shutdown runs, so a
   stream must hear of it another way. Like sse-starlette's `AppStatus`, which patches
   `uvicorn.Server.handle_exit`, it chains the signal handler the server installed; unlike
   it, no task polls a flag: the handler schedules the callbacks on the loop.

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_bridge.db import make_engine, migrate  # noqa: E402
-from edge_bridge.importer import import_data  # noqa: E402
+from edge_ops.importer import import_data  # noqa: E402
 from tests.support.broker import Broker, free_port  # noqa: E402
 from tests.support.server import BridgeServer  # noqa: E402
 

@@ -70,9 +70,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sse_fanout import LoadClients
 
 from edge_bridge.db import make_engine, migrate
-from edge_bridge.importer import import_data
 from edge_bridge.tokens import issue_token
 from edge_bridge.wire import Topics, format_ts
+from edge_ops.importer import import_data
 from simulator.broker import BrokerConfig
 from simulator.data import build_import_file, data_from_import
 from simulator.load import LoadOptions, run_load

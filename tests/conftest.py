@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from edge_bridge.config import Settings, load_settings
 from edge_bridge.db import make_engine, migrate
-from edge_bridge.importer import import_file
+from edge_ops.importer import import_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHOOL = FIXTURES / "school.json"

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from edge_bridge.config import Settings
-from edge_bridge.importer import import_data
+from edge_ops.importer import import_data
 from tests.factories import school_document
 from tests.support.broker import Broker, broker_factory
 from tests.support.clients import TestClients

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge_bridge.db import make_engine, migrate
-from edge_bridge.importer import import_file
+from edge_ops.importer import import_file
 from tests.conftest import SCHOOL
 from tests.factories import school_document
 from tests.integration.conftest import System
@@ -35,7 +35,7 @@ def _cli(*args: str, database: Path, system: System) -> subprocess.CompletedProc
         "JWT_SECRET": system.settings.jwt_secret,
     }
     return subprocess.run(
-        [sys.executable, "-m", "edge_bridge.cli", *args],
+        [sys.executable, "-m", "edge_ops.cli", *args],
         env=env,
         cwd=database.parent,
         capture_output=True,

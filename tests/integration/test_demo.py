@@ -35,7 +35,7 @@ LIVE_EVENTS = {"student_checkin", "student_checkout", "activity_update"}
 
 def _edge_bridge() -> list[str]:
     script = Path(sys.executable).parent / "edge-bridge"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "edge_bridge.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "edge_ops.cli"]
 
 
 def _clean_env(**values: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edge_bridge.importer import import_data
+from edge_ops.importer import import_data
 from tests.factories import school_document
 from tests.integration.conftest import System
 

@@ -37,7 +37,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote
 
-from edge_bridge.credentials import DEFAULT_BRIDGE_USERNAME, set_passwords, write_acl
+from edge_ops.credentials import DEFAULT_BRIDGE_USERNAME, set_passwords, write_acl
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "mosquitto" / "mosquitto.conf"
 READY_TIMEOUT_SECONDS = 5.0

@@ -42,7 +42,7 @@ class BridgeServer:
         env = {**os.environ, **self.env, "HOST": "127.0.0.1", "PORT": str(self.port)}
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "edge_bridge.cli", "serve"],
+                [sys.executable, "-m", "edge_ops.cli", "serve"],
                 cwd=self.directory,
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""`edge_bridge/backup.py`: online SQLite backup, checked restore, the PostgreSQL pointer.
+"""`edge_ops/backup.py`: online SQLite backup, checked restore, the PostgreSQL pointer.
 
 These tests make their own SQLite files (backup is SQLite-only), so they run the same when
 the suite targets PostgreSQL. "Another process" is played by a second connection in this
@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from edge_bridge.backup import BackupError, backup, backup_cli, check_database_file, restore
 from edge_bridge.config import Settings
 from edge_bridge.db import make_engine, migrate
 from edge_bridge.eventlog import EventLog
 from edge_bridge.events import EventType, NewEvent
-from edge_bridge.importer import import_file
 from edge_bridge.store import Store, Tx
+from edge_ops.backup import BackupError, backup, backup_cli, check_database_file, restore
+from edge_ops.importer import import_file
 from tests.conftest import SCHOOL
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from edge_bridge.cli import main
 from edge_bridge.config import Settings
+from edge_ops.cli import main
 
 
 def test_credentials_are_created_for_every_device_then_rotated(

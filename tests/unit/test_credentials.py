@@ -1,4 +1,4 @@
-"""edge_bridge.credentials: ACL rendering, passwords via mosquitto_passwd, the credentials file.
+"""edge_ops.credentials: ACL rendering, passwords via mosquitto_passwd, the credentials file.
 
 These tests run the local `mosquitto_passwd` binary (a subprocess, no sockets) and check its
 output by recomputing mosquitto 2.0's PBKDF2-SHA512 hashes (`user:$7$101$salt$hash`).
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_bridge import credentials
-from edge_bridge.credentials import (
+from edge_bridge.errors import EdgeBridgeError
+from edge_ops import credentials
+from edge_ops.credentials import (
     CredentialsError,
     delete_user,
     generate_password,
@@ -29,7 +30,6 @@ from edge_bridge.credentials import (
     set_passwords,
     write_acl,
 )
-from edge_bridge.errors import EdgeBridgeError
 
 REPO = Path(__file__).resolve().parents[2]
 URL_SAFE = set(string.ascii_letters + string.digits + "-_")

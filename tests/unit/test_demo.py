@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge_bridge.demo.mosquitto import REPO_MOSQUITTO_DIR, render_config
-from edge_bridge.demo.runner import SCHOOL_FILE, DemoPaths, format_banner
+from edge_ops.demo.mosquitto import REPO_MOSQUITTO_DIR, render_config
+from edge_ops.demo.runner import SCHOOL_FILE, DemoPaths, format_banner
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "school.json"
 

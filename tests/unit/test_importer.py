@@ -10,7 +10,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from edge_bridge.errors import ImportFileError
-from edge_bridge.importer import import_data
 from edge_bridge.models import (
     ActiveGroup,
     Device,
@@ -21,6 +20,7 @@ from edge_bridge.models import (
     Supervision,
 )
 from edge_bridge.passwords import verify_password
+from edge_ops.importer import import_data
 from tests.factories import dump_tables, minimal_document, school_document
 
 

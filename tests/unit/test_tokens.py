@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from edge_bridge import refresh_tokens
-from edge_bridge.cli import main
 from edge_bridge.config import Settings
 from edge_bridge.db import transaction
 from edge_bridge.models import Staff
 from edge_bridge.tokens import TokenClaims, TokenError, decode_token, issue_token
 from edge_bridge.tuning import REFRESH_REUSE_GRACE_SECONDS
+from edge_ops.cli import main
 
 SECRET = "s" * 48
 

@@ -23,8 +23,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from edge_bridge.credentials import DEFAULT_BRIDGE_USERNAME, provision, write_acl
-from edge_bridge.demo.process import Child, DemoError
+from edge_ops.credentials import DEFAULT_BRIDGE_USERNAME, provision, write_acl
+from edge_ops.demo.process import Child, DemoError
 
 logger = logging.getLogger(__name__)
 

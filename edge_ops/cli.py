@@ -17,7 +17,7 @@ from edge_bridge.errors import EdgeBridgeError, ImportFileError
 from edge_bridge.limits import raise_open_file_limit
 from edge_bridge.logs import configure_logging
 
-logger = logging.getLogger("edge_bridge.cli")
+logger = logging.getLogger("edge_ops.cli")
 
 
 def _serve(settings: Settings, _args: argparse.Namespace) -> int:
@@ -52,7 +52,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
     from edge_bridge.db import make_engine, migrate
-    from edge_bridge.importer import import_file
+    from edge_ops.importer import import_file
 
     engine = make_engine(settings.database_url)
     migrate(engine)
@@ -89,7 +89,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from edge_bridge.demo import run_demo
+    from edge_ops.demo import run_demo
 
     return run_demo(settings, args)
 
@@ -97,9 +97,9 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 def _credentials(settings: Settings, args: argparse.Namespace) -> int:
     from sqlmodel import Session, select
 
-    from edge_bridge.credentials import provision, write_acl
     from edge_bridge.db import make_engine, migrate
     from edge_bridge.models import Device
+    from edge_ops.credentials import provision, write_acl
 
     password_file = Path(args.password_file)
     ids = list(args.device_ids)
@@ -126,7 +126,7 @@ def _credentials(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _backup(settings: Settings, args: argparse.Namespace) -> int:
-    from edge_bridge.backup import backup_cli
+    from edge_ops.backup import backup_cli
 
     return backup_cli(settings, args)
 

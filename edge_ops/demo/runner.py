@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_bridge.config import Settings, load_settings
-from edge_bridge.credentials import DEFAULT_BRIDGE_USERNAME
 from edge_bridge.db import make_engine, migrate
-from edge_bridge.demo.mosquitto import DemoBroker
-from edge_bridge.demo.process import Child, DemoError
-from edge_bridge.importer import import_file
+from edge_ops.credentials import DEFAULT_BRIDGE_USERNAME
+from edge_ops.demo.mosquitto import DemoBroker
+from edge_ops.demo.process import Child, DemoError
+from edge_ops.importer import import_file
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def _start_bridge(
         "LOG_LEVEL": settings.log_level,
         "SCAN_DEBOUNCE_SECONDS": f"{settings.scan_debounce_seconds:g}",
     }
-    argv = [sys.executable, "-m", "edge_bridge.cli", "serve"]
+    argv = [sys.executable, "-m", "edge_ops.cli", "serve"]
     return Child.start("bridge", argv, log_path=paths.bridge_log, env=env)
 
 
