@@ -36,8 +36,9 @@ class Principal:
     staff_id: int
     name: str
     email: str
-    admin: bool
+    admin: bool  # an admin of their own school
     expires_at: float
+    school_id: int  # everything the request may see is of this school
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -165,7 +166,23 @@ async def authenticate(request: Request) -> Principal:
     """The dependency behind `CurrentStaff`."""
     state = request.app.state
     claims = verify_request_token(request, state.access_tokens)
+    if claims.superadmin:
+        logger.warning(
+            "Auth refused reason=operator_token path=%s client=%s",
+            request.url.path,
+            _client(request),
+        )
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Operator tokens see no school")
     staff = state.directory.staff(claims.staff_id)
+    if staff is not None and staff.school_id != claims.school_id:
+        # A token of a staff member's former school (moved by an import): not theirs now.
+        logger.warning(
+            "Auth refused reason=school_mismatch staff_id=%s path=%s client=%s",
+            claims.staff_id,
+            request.url.path,
+            _client(request),
+        )
+        staff = None
     if staff is None:
         logger.warning(
             "Auth refused reason=unknown_staff staff_id=%s path=%s client=%s",
@@ -179,5 +196,10 @@ async def authenticate(request: Request) -> Principal:
 
 def principal_of(staff: StaffEntry, claims: TokenClaims) -> Principal:
     return Principal(
-        staff.id, staff.name, staff.email, staff.admin or claims.admin, claims.expires_at
+        staff.id,
+        staff.name,
+        staff.email,
+        staff.admin or claims.admin,
+        claims.expires_at,
+        staff.school_id,
     )

@@ -209,7 +209,12 @@ def latency(
             asyncio.create_task(
                 _sse_reader(
                     url,
-                    issue_token(staff[i % len(staff)], secret=system["secret"], ttl_seconds=3600),
+                    issue_token(
+                        staff[i % len(staff)],
+                        school_id=1,
+                        secret=system["secret"],
+                        ttl_seconds=3600,
+                    ),
                     sent_at,
                     latencies,
                     readies[i],

@@ -352,7 +352,7 @@ def _ms(values: list[float]) -> dict[str, float | None]:
 def fanout(
     topology: Topology, clients: LoadClients, args: argparse.Namespace, workdir: Path
 ) -> dict[str, Any]:
-    token = issue_token(FANOUT_STAFF, secret=topology.secret, ttl_seconds=3600)
+    token = issue_token(FANOUT_STAFF, school_id=1, secret=topology.secret, ttl_seconds=3600)
     answers = _connect(clients, topology, args.streams, token)
     ready = [answer["ready"] for answer in answers]
     print(f"  fan-out: {sum(ready)} streams ready (per load process {ready})", flush=True)

@@ -210,7 +210,7 @@ class Ours(Target):
             env={"SSE_MAX_STREAMS_PER_STAFF": "100000"},
         )
         self.port = self.server.port
-        token = issue_token(STAFF_ID, secret=secret, ttl_seconds=3600)
+        token = issue_token(STAFF_ID, school_id=1, secret=secret, ttl_seconds=3600)
         self.headers = {"Authorization": f"Bearer {token}"}
         self.topic = Topics(self.broker.prefix).scan(READER)
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=READER, protocol=mqtt.MQTTv5)

@@ -30,6 +30,7 @@ class StaffEntry:
     name: str
     email: str
     admin: bool
+    school_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ class DirectorySnapshot:
 def load_directory(session: Session) -> DirectorySnapshot:
     """Read every staff member and their groups (two queries plus one)."""
     staff = {
-        row.id: StaffEntry(row.id, row.name, row.email, row.admin)
+        row.id: StaffEntry(row.id, row.name, row.email, row.admin, row.school_id)
         for row in session.exec(select(Staff)).all()
     }
     groups = staff_groups_many(session, set(staff)) if staff else {}

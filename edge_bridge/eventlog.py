@@ -74,6 +74,7 @@ def _event_row(new_event: NewEvent, now: datetime) -> dict[str, Any]:
         "route_active_group_id": new_event.route_active_group_id,
         "route_ogs_group_id": new_event.route_ogs_group_id,
         "route_admin": new_event.route_admin,
+        "school_id": new_event.school_id,
         "data": _json(new_event.data),
         "created_at": now,
     }
@@ -87,6 +88,7 @@ def _staff_row(phase: Phase, groups: Mapping[int, Groups], now: datetime) -> dic
         "route_active_group_id": None,
         "route_ogs_group_id": None,
         "route_admin": False,
+        "school_id": None,
         "data": _json({"phase": phase, "staff": staff}),
         "created_at": now,
     }
@@ -131,6 +133,7 @@ def append_events(
             route_active_group_id=new_event.route_active_group_id,
             route_ogs_group_id=new_event.route_ogs_group_id,
             route_admin=new_event.route_admin,
+            school_id=new_event.school_id,
         )
         for event_id, new_event in zip(ids, new_events, strict=True)
     ]
@@ -225,6 +228,7 @@ def _to_event(record: EventRecord) -> Event:
         route_active_group_id=record.route_active_group_id,
         route_ogs_group_id=record.route_ogs_group_id,
         route_admin=record.route_admin,
+        school_id=record.school_id,
     )
 
 

@@ -3,7 +3,9 @@
 A service describes a change as a `NewEvent` (no id yet). The event log stores it in the same
 transaction as the change and returns an `Event` with its id and time; only then is it
 published. Routing keys say who receives it: the supervisors of `route_active_group_id` and the
-leaders of `route_ogs_group_id`. They are kept apart from the envelope's `active_group_id` because
+leaders of `route_ogs_group_id`, of `school_id` only: an event without a school reaches no
+stream, so a service that forgot the school loses an event rather than leaking it. The
+routing keys are kept apart from the envelope's `active_group_id` because
 an automated check-out at the end of an activity names the group but goes only to the leaders.
 """
 
@@ -88,11 +90,12 @@ class NewEvent:
     route_active_group_id: int | None
     route_ogs_group_id: int | None = None
     route_admin: bool = False  # the school's admins receive it (the office view)
+    school_id: int | None = None  # whose streams may receive it; None: no one's
 
     @classmethod
-    def for_admins(cls, type_: EventType, **data: Any) -> NewEvent:
-        """An event for the admins' streams only (reader health, occupancy)."""
-        return cls(type_, None, clean_data(data), None, None, route_admin=True)
+    def for_admins(cls, type_: EventType, *, school_id: int, **data: Any) -> NewEvent:
+        """An event for the school's admins' streams only (reader health, occupancy)."""
+        return cls(type_, None, clean_data(data), None, None, True, school_id)
 
     @classmethod
     def for_group(
@@ -100,21 +103,36 @@ class NewEvent:
         type_: EventType,
         active_group_id: int,
         *,
+        school_id: int,
         ogs_group_id: int | None = None,
         **data: Any,
     ) -> NewEvent:
         """An event for a group's supervisors (and, if given, the student's home-group leaders)."""
         if ogs_group_id is not None:
             data["ogs_group_id"] = ogs_group_id
-        return cls(type_, active_group_id, clean_data(data), active_group_id, ogs_group_id)
+        return cls(
+            type_,
+            active_group_id,
+            clean_data(data),
+            active_group_id,
+            ogs_group_id,
+            False,
+            school_id,
+        )
 
     @classmethod
     def for_leaders(
-        cls, type_: EventType, active_group_id: int, *, ogs_group_id: int, **data: Any
+        cls,
+        type_: EventType,
+        active_group_id: int,
+        *,
+        school_id: int,
+        ogs_group_id: int,
+        **data: Any,
     ) -> NewEvent:
         """An event only the leaders of a home group receive."""
         data["ogs_group_id"] = ogs_group_id
-        return cls(type_, active_group_id, clean_data(data), None, ogs_group_id)
+        return cls(type_, active_group_id, clean_data(data), None, ogs_group_id, False, school_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +147,7 @@ class Event:
     route_active_group_id: int | None = None
     route_ogs_group_id: int | None = None
     route_admin: bool = False
+    school_id: int | None = None  # whose streams may receive it; None: no one's
 
     def envelope(self) -> dict[str, Any]:
         """The JSON object clients see (CONTRACT §5); all ids are strings."""
@@ -143,7 +162,7 @@ class Event:
         return (
             f"Event(id={self.id}, type={self.type}, active_group_id={self.active_group_id}, "
             f"route=({self.route_active_group_id}, {self.route_ogs_group_id}"
-            f"{', admin' if self.route_admin else ''}))"
+            f"{', admin' if self.route_admin else ''}), school={self.school_id})"
         )
 
     @classmethod

@@ -3,6 +3,13 @@
 Times are stored as UTC. The rules the database enforces itself: at most one open visit per
 student, at most one running active group per room, one open supervision per staff member and
 group, and a tag belongs to exactly one staff member or student.
+
+Schools are tenants. A school owns its rooms, staff, home groups, students, tags, readers and
+active groups: each carries a `school_id`, and every reference between them is a composite
+foreign key `(school_id, x_id)`, so the database itself refuses a student of school A in a
+home group of school B, or a reader of A in a room of B. Tags are unique per school (two
+schools may hand out the same card number); ids, staff emails (the login) and device ids
+(MQTT client ids) stay globally unique.
 """
 
 from __future__ import annotations
@@ -46,20 +53,56 @@ def _open_only(column: str) -> dict[str, Any]:
     return {"sqlite_where": clause, "postgresql_where": clause}
 
 
-# --- people and places -------------------------------------------------------------------------
+def _owned_by_school() -> Any:
+    return Field(foreign_key="school.id", index=True)
+
+
+def _same_school(
+    owner: str, column: str, target: str, *, ondelete: str | None = None
+) -> sa.ForeignKeyConstraint:
+    """`owner(school_id, column)` → `target(school_id, id)`: a row of the same school."""
+    return sa.ForeignKeyConstraint(
+        ["school_id", column],
+        [f"{target}.school_id", f"{target}.id"],
+        name=f"fk_{owner}_{column}_school",
+        ondelete=ondelete,
+    )
+
+
+def _school_key(table: str) -> sa.UniqueConstraint:
+    """`(school_id, id)`: what the composite references point at."""
+    return sa.UniqueConstraint("school_id", "id", name=f"uq_{table}_school_id")
+
+
+# --- schools, people and places ----------------------------------------------------------------
+
+DEFAULT_SCHOOL_ID = 1  # an import file without a `school` section, and every pre-school row
+
+
+class School(SQLModel, table=True):
+    """A tenant: one school's after-school care."""
+
+    id: int = Field(primary_key=True)
+    name: str = Field(max_length=200)
+    # IANA name ("Europe/Berlin"); None: the deployment's SCHOOL_TIMEZONE.
+    timezone: str | None = Field(default=None, max_length=64)
 
 
 class Room(SQLModel, table=True):
     """A room with at most one reader-equipped active group at a time."""
 
+    __table_args__ = (_school_key("room"),)
     id: int = Field(primary_key=True)
+    school_id: int = _owned_by_school()
     name: str = Field(max_length=200)
 
 
 class Staff(SQLModel, table=True):
-    """A supervisor or admin; logs in with email and password."""
+    """A supervisor or admin of one school; logs in with email and password."""
 
+    __table_args__ = (_school_key("staff"),)
     id: int = Field(primary_key=True)
+    school_id: int = _owned_by_school()
     name: str = Field(max_length=200)
     email: str = Field(max_length=320, sa_column_kwargs={"unique": True})
     password_hash: str | None = Field(default=None, max_length=200)
@@ -70,26 +113,35 @@ class OgsGroup(SQLModel, table=True):
     """A home group (OGS-Gruppe): the class-like group every student belongs to."""
 
     __tablename__ = "ogs_group"
+    __table_args__ = (_school_key("ogs_group"), _same_school("ogs_group", "room_id", "room"))
     id: int = Field(primary_key=True)
+    school_id: int = _owned_by_school()
     name: str = Field(max_length=200)
-    room_id: int | None = Field(default=None, foreign_key="room.id")
+    room_id: int | None = None
 
 
 class OgsGroupLeader(SQLModel, table=True):
     """Who leads which home group."""
 
     __tablename__ = "ogs_group_leader"
-    ogs_group_id: int = Field(foreign_key="ogs_group.id", primary_key=True, ondelete="CASCADE")
-    staff_id: int = Field(foreign_key="staff.id", primary_key=True, ondelete="CASCADE")
+    __table_args__ = (
+        _same_school("ogs_group_leader", "ogs_group_id", "ogs_group", ondelete="CASCADE"),
+        _same_school("ogs_group_leader", "staff_id", "staff", ondelete="CASCADE"),
+    )
+    ogs_group_id: int = Field(primary_key=True)
+    staff_id: int = Field(primary_key=True)
+    school_id: int = _owned_by_school()
 
 
 class Student(SQLModel, table=True):
     """A child in after-school care."""
 
+    __table_args__ = (_school_key("student"), _same_school("student", "ogs_group_id", "ogs_group"))
     id: int = Field(primary_key=True)
+    school_id: int = _owned_by_school()
     first_name: str = Field(max_length=100)
     last_name: str = Field(max_length=100)
-    ogs_group_id: int | None = Field(default=None, foreign_key="ogs_group.id", index=True)
+    ogs_group_id: int | None = Field(default=None, index=True)
 
     @property
     def display_name(self) -> str:
@@ -97,31 +149,30 @@ class Student(SQLModel, table=True):
 
 
 class RfidTag(SQLModel, table=True):
-    """A normalized tag; unique across staff and students, owned by exactly one of them."""
+    """A normalized tag, unique within its school, owned by exactly one staff member or
+    student of that school."""
 
     __tablename__ = "rfid_tag"
     __table_args__ = (
         sa.CheckConstraint(
             "(staff_id IS NULL) <> (student_id IS NULL)", name="ck_rfid_tag_one_owner"
         ),
+        _same_school("rfid_tag", "staff_id", "staff", ondelete="CASCADE"),
+        _same_school("rfid_tag", "student_id", "student", ondelete="CASCADE"),
     )
+    school_id: int = Field(foreign_key="school.id", primary_key=True)
     tag: str = Field(primary_key=True, max_length=64)
-    staff_id: int | None = Field(
-        default=None, foreign_key="staff.id", sa_column_kwargs={"unique": True}, ondelete="CASCADE"
-    )
-    student_id: int | None = Field(
-        default=None,
-        foreign_key="student.id",
-        sa_column_kwargs={"unique": True},
-        ondelete="CASCADE",
-    )
+    staff_id: int | None = Field(default=None, sa_column_kwargs={"unique": True})
+    student_id: int | None = Field(default=None, sa_column_kwargs={"unique": True})
 
 
 class Device(SQLModel, table=True):
     """An RFID reader in a room; its MQTT client id and username are its id."""
 
+    __table_args__ = (_same_school("device", "room_id", "room"),)
     id: str = Field(primary_key=True, max_length=64)
-    room_id: int = Field(foreign_key="room.id")
+    school_id: int = _owned_by_school()
+    room_id: int
     active: bool = True
     online: bool = False
     last_seen: datetime | None = _when(nullable=True)
@@ -137,10 +188,13 @@ class ActiveGroup(SQLModel, table=True):
     __tablename__ = "active_group"
     __table_args__ = (
         sa.Index("uq_active_group_open_room", "room_id", unique=True, **_open_only("ended_at")),
+        _school_key("active_group"),
+        _same_school("active_group", "room_id", "room"),
     )
     id: int | None = Field(default=None, primary_key=True)
+    school_id: int = _owned_by_school()
     name: str = Field(max_length=200)
-    room_id: int = Field(foreign_key="room.id")
+    room_id: int
     started_at: datetime = _when()
     ended_at: datetime | None = _when(nullable=True)
 
@@ -222,6 +276,9 @@ class EventRecord(SQLModel, table=True):
     route_active_group_id: int | None = Field(default=None, index=True)
     route_ogs_group_id: int | None = Field(default=None, index=True)
     route_admin: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # The school whose streams may receive it (None: internal rows, routed to no one). No
+    # foreign key: the log is replayed as it was written.
+    school_id: int | None = None
     data: str
     created_at: datetime = _when(index=True)
 

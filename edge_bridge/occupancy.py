@@ -28,31 +28,41 @@ class RoomOccupancy:
     points: list[tuple[datetime, int]] = field(default_factory=list)
 
 
-def present_by_room(session: Session) -> dict[int, int]:
-    """Children with an open visit, per room."""
-    return dict(
-        session.exec(
-            select(ActiveGroup.room_id, func.count())
-            .join(Visit, col(Visit.active_group_id) == col(ActiveGroup.id))
-            .where(col(Visit.exit_time).is_(None))
-            .group_by(col(ActiveGroup.room_id))
-        ).all()
+def present_by_room(session: Session, *, school_id: int | None = None) -> dict[int, int]:
+    """Children with an open visit, per room (of one school, or of all for None)."""
+    query = (
+        select(ActiveGroup.room_id, func.count())
+        .join(Visit, col(Visit.active_group_id) == col(ActiveGroup.id))
+        .where(col(Visit.exit_time).is_(None))
+        .group_by(col(ActiveGroup.room_id))
     )
+    if school_id is not None:
+        query = query.where(ActiveGroup.school_id == school_id)
+    return dict(session.exec(query).all())
 
 
-def occupancy_event(session: Session, room_ids: set[int]) -> NewEvent:
-    """The admins' `occupancy` event: children now in each of these rooms (after a change)."""
-    present = present_by_room(session)
-    names = dict(session.exec(select(Room.id, Room.name).where(col(Room.id).in_(room_ids))).all())
-    rooms = [
-        {
-            "room_id": str(room_id),
-            "room_name": names.get(room_id),
-            "student_count": present.get(room_id, 0),
-        }
-        for room_id in sorted(room_ids)
-    ]
-    return NewEvent.for_admins(EventType.OCCUPANCY, rooms=rooms)
+def occupancy_events(session: Session, room_ids: set[int]) -> list[NewEvent]:
+    """The admins' `occupancy` events after a change: children now in each of these rooms,
+    one event per school (a batch of scans may touch rooms of several)."""
+    rows = session.exec(
+        select(Room.id, Room.name, Room.school_id).where(col(Room.id).in_(room_ids))
+    ).all()
+    schools: dict[int, list[tuple[int, str]]] = {}
+    for room_id, name, school_id in rows:
+        schools.setdefault(school_id, []).append((room_id, name))
+    events = []
+    for school_id, rooms in sorted(schools.items()):
+        present = present_by_room(session, school_id=school_id)
+        data = [
+            {
+                "room_id": str(room_id),
+                "room_name": name,
+                "student_count": present.get(room_id, 0),
+            }
+            for room_id, name in sorted(rooms)
+        ]
+        events.append(NewEvent.for_admins(EventType.OCCUPANCY, school_id=school_id, rooms=data))
+    return events
 
 
 def occupancy_for_day(

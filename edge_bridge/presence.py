@@ -146,6 +146,7 @@ def _save_state(tx: Tx, device_id: str, online: bool, at: datetime, firmware: st
     tx.emit(
         NewEvent.for_admins(
             EventType.DEVICE_STATUS,
+            school_id=room.school_id if room else None,  # type: ignore[arg-type]
             device_id=device_id,
             online=online,
             firmware=firmware,

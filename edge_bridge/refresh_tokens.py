@@ -58,6 +58,7 @@ def issue(
     engine: Engine,
     staff_id: int,
     *,
+    school_id: int,
     secret: str,
     ttl_seconds: float,
     family_id: str | None = None,
@@ -69,6 +70,7 @@ def issue(
         return _insert(
             connection,
             staff_id,
+            school_id=school_id,
             secret=secret,
             family_id=family_id or _new_id(),
             issued_at=issued_at,
@@ -80,6 +82,7 @@ def _insert(
     connection: sa.Connection,
     staff_id: int,
     *,
+    school_id: int,
     secret: str,
     family_id: str,
     issued_at: datetime,
@@ -90,6 +93,7 @@ def _insert(
     issued = int(issued_at.timestamp())
     token = issue_token(
         staff_id,
+        school_id=school_id,
         secret=secret,
         ttl_seconds=max(1, expires - issued),
         token_type="refresh",
@@ -118,6 +122,7 @@ def rotate(
     `reused` (the family is revoked now), `revoked`, `expired`, `unknown`.
     """
     assert claims.jti is not None and claims.family_id is not None  # decode_token checked
+    assert claims.school_id is not None
     moment = _now(now)
     with engine.begin() as connection:
         # One statement decides: of two parallel refreshes with one token, one wins.
@@ -137,6 +142,7 @@ def rotate(
             return _insert(
                 connection,
                 claims.staff_id,
+                school_id=claims.school_id,
                 secret=secret,
                 family_id=claims.family_id,
                 issued_at=moment,

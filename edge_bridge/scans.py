@@ -136,10 +136,12 @@ def _message(result: ScanResult, name: str, *, from_room: str = "", to_room: str
 class _BatchState:
     """What the batch's scans look up, loaded together and kept current while applying."""
 
-    def __init__(self, tx: Tx, scans: list[Scan]) -> None:
+    def __init__(self, tx: Tx, items: list[tuple[Scan, Device]]) -> None:
         session = tx.session
-        keys = {(scan.device_id, scan.scan_id) for scan in scans}
-        tags = {scan.tag for scan in scans}
+        keys = {(scan.device_id, scan.scan_id) for scan, _ in items}
+        tags = {scan.tag for scan, _ in items}
+        # A tag is looked up in the reader's school only: another school's card is unknown.
+        school_tags = {(device.school_id, scan.tag) for scan, device in items}
         self.new_rows: dict[tuple[str, str], _NewRow] = {}
         self.processed: dict[tuple[str, str], ProcessedScan | _NewRow] = {
             (row.device_id, row.scan_id): row
@@ -149,11 +151,11 @@ class _BatchState:
                 )
             ).all()
         }
-        self.owners = {  # plain rows (tag, student_id, staff_id), no ORM objects
-            row.tag: row
+        self.owners = {  # (school, tag) → plain rows (tag, student_id, staff_id), no ORM objects
+            (row.school_id, row.tag): row
             for row in session.exec(
-                select(RfidTag.tag, RfidTag.student_id, RfidTag.staff_id).where(
-                    col(RfidTag.tag).in_(tags)
+                select(RfidTag.school_id, RfidTag.tag, RfidTag.student_id, RfidTag.staff_id).where(
+                    tuple_(col(RfidTag.school_id), col(RfidTag.tag)).in_(school_tags)
                 )
             ).all()
         }
@@ -186,7 +188,7 @@ def record_scans(
     tx: Tx, items: list[tuple[Scan, Device]], *, debounce_seconds: float
 ) -> list[Outcome]:
     """Apply the CONTRACT §3 rules once per `(device_id, scan_id)`, in order; store outcomes."""
-    state = _BatchState(tx, [scan for scan, _ in items])
+    state = _BatchState(tx, items)
     outcomes = [_record_one(tx, state, scan, device, debounce_seconds) for scan, device in items]
     if state.new_rows:
         tx.session.connection().execute(
@@ -205,7 +207,7 @@ def _record_one(
     if row is not None:
         logger.warning("Scan id reused device_id=%s scan_id=%s", scan.device_id, scan.scan_id)
     at = effective_time(scan)
-    owner = state.owners.get(scan.tag)
+    owner = state.owners.get((device.school_id, scan.tag))
     student = state.students.get(owner.student_id) if owner and owner.student_id else None
     staff = state.staff.get(owner.staff_id) if owner and owner.staff_id else None
     group = running_group_in_room(tx, device.room_id)

@@ -32,7 +32,7 @@ from edge_bridge.db import is_postgres, transaction
 from edge_bridge.directory import DirectorySnapshot, StaffDirectory
 from edge_bridge.eventlog import Groups, append_events, staff_groups_many
 from edge_bridge.events import Event, NewEvent
-from edge_bridge.occupancy import occupancy_event
+from edge_bridge.occupancy import occupancy_events
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -167,7 +167,7 @@ class Tx:
         is assigned and held to the commit, so ids become visible in order.
         """
         if self.rooms_changed:
-            self._pending.append(occupancy_event(self.session, self.rooms_changed))
+            self._pending.extend(occupancy_events(self.session, self.rooms_changed))
             self.rooms_changed = set()
         session = self.session
         groups = staff_groups_many(session, self.staff_changed) if self.staff_changed else {}

@@ -1,5 +1,9 @@
 """JWT access and refresh tokens (HS256, PyJWT): issue and decode, nothing HTTP-specific.
 
+Every staff token carries its school (`school`, the id as a string): whatever it
+authorizes is scoped to that school. An operator token (`role: "superadmin"`, subject
+`operator`, no school) may only list schools and their health (`api/routes/schools.py`).
+
 A refresh token also carries `jti` (its own id) and `fam` (the id of the login it descends
 from); `edge_bridge/refresh_tokens.py` records them to rotate tokens and detect reuse.
 """
@@ -43,17 +47,24 @@ _MAX_TOKEN_ID_LENGTH = 64  # the refresh_token table's jti and family_id columns
 class TokenClaims:
     """The claims we rely on after a token was verified."""
 
-    staff_id: int
+    staff_id: int  # 0 for an operator token
     token_type: TokenType
     admin: bool
     expires_at: float
     jti: str | None = None  # refresh tokens only
     family_id: str | None = None  # refresh tokens only
+    school_id: int | None = None  # None only for an operator token
+    superadmin: bool = False
+
+
+OPERATOR_SUBJECT = "operator"
+SUPERADMIN = "superadmin"
 
 
 def issue_token(
     staff_id: int,
     *,
+    school_id: int,
     secret: str,
     ttl_seconds: float,
     token_type: TokenType = "access",
@@ -68,6 +79,7 @@ def issue_token(
         "iat": issued,
         "exp": issued + int(ttl_seconds),
         "typ": token_type,
+        "school": str(school_id),
     }
     if admin:
         claims["admin"] = True
@@ -75,6 +87,19 @@ def issue_token(
         claims["jti"] = jti
     if family_id is not None:
         claims["fam"] = family_id
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def issue_operator_token(*, secret: str, ttl_seconds: float, now: float | None = None) -> str:
+    """An access token for the operator (`superadmin`): schools and their health, no school."""
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "sub": OPERATOR_SUBJECT,
+        "iat": issued,
+        "exp": issued + int(ttl_seconds),
+        "typ": "access",
+        "role": SUPERADMIN,
+    }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -118,9 +143,18 @@ def decode_token(
         msg = f"wrong token type: expected {expected_type}"
         raise TokenError(msg, reason="wrong_type")
     sub = claims.get("sub")
+    if claims.get("role") == SUPERADMIN:
+        if sub != OPERATOR_SUBJECT or expected_type != "access" or "school" in claims:
+            msg = "operator token with a staff subject, a school or a refresh type"
+            raise TokenError(msg, reason="bad_subject")
+        return TokenClaims(0, "access", False, float(claims["exp"]), superadmin=True)
     if not isinstance(sub, str) or not _is_staff_id(sub):
         msg = "subject is not a staff id"
         raise TokenError(msg, reason="bad_subject")
+    school = claims.get("school")
+    if not isinstance(school, str) or not _is_staff_id(school) or int(school) < 1:
+        msg = "token without a valid school claim"
+        raise TokenError(msg, reason="missing_school")
     jti, family_id = claims.get("jti"), claims.get("fam")
     if expected_type == "refresh" and not (_is_token_id(jti) and _is_token_id(family_id)):
         msg = "refresh token without a valid jti and fam"
@@ -132,4 +166,5 @@ def decode_token(
         float(claims["exp"]),
         jti=jti if _is_token_id(jti) else None,
         family_id=family_id if _is_token_id(family_id) else None,
+        school_id=int(school),
     )

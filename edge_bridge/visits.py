@@ -181,7 +181,13 @@ def _visit_event(
     type_: EventType, tx: Tx, student: Student, group: ActiveGroup, source: Source
 ) -> NewEvent:
     data = _visit_data(tx, student, group, source)
-    return NewEvent.for_group(type_, group.id, ogs_group_id=student.ogs_group_id, **data)  # type: ignore[arg-type]
+    return NewEvent.for_group(
+        type_,
+        group.id,  # type: ignore[arg-type]
+        school_id=group.school_id,
+        ogs_group_id=student.ogs_group_id,
+        **data,
+    )
 
 
 def group_of(tx: Tx, visit: Visit) -> ActiveGroup:
@@ -270,6 +276,7 @@ def _activity_event(type_: EventType, tx: Tx, group: ActiveGroup, **extra: objec
     return NewEvent.for_group(
         type_,
         group.id,  # type: ignore[arg-type]
+        school_id=group.school_id,
         activity_name=group.name,
         room_id=group.room_id,
         room_name=room_name(tx, group.room_id),
@@ -289,15 +296,19 @@ def add_supervisor(tx: Tx, staff_id: int, group: ActiveGroup, *, at: datetime) -
     return True
 
 
-def start_activity(tx: Tx, *, name: str, room_id: int, staff_id: int, at: datetime) -> ActiveGroup:
-    """Start an active group in a room, supervised by the caller; 409 if the room is taken."""
-    if tx.session.get(Room, room_id) is None:
+def start_activity(
+    tx: Tx, *, school_id: int, name: str, room_id: int, staff_id: int, at: datetime
+) -> ActiveGroup:
+    """Start an active group in a room of the caller's school, supervised by the caller;
+    404 for a room of another school, 409 if the room is taken."""
+    room = tx.session.get(Room, room_id)
+    if room is None or room.school_id != school_id:
         msg = f"room {room_id} not found"
         raise NotFoundError(msg)
     if running_group_in_room(tx, room_id) is not None:
         msg = f"room {room_id} already has an active group"
         raise ConflictError(msg)
-    group = ActiveGroup(name=name, room_id=room_id, started_at=at)
+    group = ActiveGroup(name=name, room_id=room_id, started_at=at, school_id=school_id)
     tx.session.add(group)
     tx.session.flush()
     _running_groups(tx)[room_id] = group
@@ -330,7 +341,11 @@ def end_activity(tx: Tx, group_id: int, *, at: datetime, by: Actor | None = None
             data = _visit_data(tx, student, group, Source.AUTOMATED)
             tx.emit(
                 NewEvent.for_leaders(
-                    EventType.STUDENT_CHECKOUT, group_id, ogs_group_id=student.ogs_group_id, **data
+                    EventType.STUDENT_CHECKOUT,
+                    group_id,
+                    school_id=group.school_id,
+                    ogs_group_id=student.ogs_group_id,
+                    **data,
                 )
             )
     for supervision in tx.session.exec(

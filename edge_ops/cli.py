@@ -84,7 +84,14 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
         print(f"No staff member with id {args.staff}", file=sys.stderr)
         return 1
     ttl = args.ttl if args.ttl is not None else settings.jwt_access_ttl
-    print(issue_token(staff.id, secret=settings.jwt_secret, ttl_seconds=ttl, admin=args.admin))
+    token = issue_token(
+        staff.id,
+        school_id=staff.school_id,  # derived: a token is always of its staff member's school
+        secret=settings.jwt_secret,
+        ttl_seconds=ttl,
+        admin=args.admin,
+    )
+    print(token)
     return 0
 
 

@@ -23,12 +23,14 @@ from edge_bridge.db import transaction
 from edge_bridge.errors import ImportFileError
 from edge_bridge.eventlog import announce_directory_changed
 from edge_bridge.models import (
+    DEFAULT_SCHOOL_ID,
     ActiveGroup,
     Device,
     OgsGroup,
     OgsGroupLeader,
     RfidTag,
     Room,
+    School,
     Staff,
     Student,
     Supervision,
@@ -50,6 +52,12 @@ class _Record(BaseModel):
 
 def _tag(value: str | None) -> str | None:
     return None if value is None else normalize_tag(value)
+
+
+class SchoolImport(_Record):
+    id: Id
+    name: Name
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
 class RoomImport(_Record):
@@ -108,7 +116,9 @@ class ActiveGroupImport(_Record):
 
 
 class ImportFile(_Record):
-    """The whole file; every section optional."""
+    """The whole file; every section optional. Without `school`, the default school."""
+
+    school: SchoolImport | None = None
 
     rooms: list[RoomImport] = []
     staff: list[StaffImport] = []
@@ -176,7 +186,8 @@ class _Checker:
 
     def check(self) -> list[str]:
         for section in ImportFile.model_fields:
-            self._unique_ids(section)
+            if section != "school":
+                self._unique_ids(section)
         self._refs("ogs_groups", "room_id", "rooms", Room)
         self._refs("ogs_groups", "leader_ids", "staff", Staff)
         self._refs("students", "ogs_group_id", "ogs_groups", OgsGroup)
@@ -211,7 +222,7 @@ class _Checker:
                     self.problems.append(f"{where}: duplicate tag, also used by {seen[record.tag]}")
                     continue
                 seen[record.tag] = where
-                stored = self.session.get(RfidTag, record.tag)
+                stored = self.session.get(RfidTag, (school_of(self.data), record.tag))
                 if stored is not None and getattr(stored, kind) != record.id:
                     self.problems.append(f"{where}: tag already belongs to another person")
 
@@ -264,7 +275,12 @@ def _upsert(session: Session, model: type[Any], key: Any, **values: Any) -> Any:
 
 
 def _set_tag(
-    session: Session, *, tag: str | None, staff_id: int | None = None, student_id: int | None = None
+    session: Session,
+    school_id: int,
+    *,
+    tag: str | None,
+    staff_id: int | None = None,
+    student_id: int | None = None,
 ) -> None:
     owner = RfidTag.staff_id if staff_id is not None else RfidTag.student_id
     owner_id = staff_id if staff_id is not None else student_id
@@ -272,8 +288,8 @@ def _set_tag(
         if old.tag != tag:
             session.delete(old)
     session.flush()
-    if tag is not None and session.get(RfidTag, tag) is None:
-        session.add(RfidTag(tag=tag, staff_id=staff_id, student_id=student_id))
+    if tag is not None and session.get(RfidTag, (school_id, tag)) is None:
+        session.add(RfidTag(school_id=school_id, tag=tag, staff_id=staff_id, student_id=student_id))
 
 
 def _password_hash(record: StaffImport, current: Staff | None) -> str | None:
@@ -284,9 +300,25 @@ def _password_hash(record: StaffImport, current: Staff | None) -> str | None:
     return hash_password(record.password)
 
 
+def school_of(data: ImportFile) -> int:
+    return data.school.id if data.school else DEFAULT_SCHOOL_ID
+
+
+def _write_school(session: Session, data: ImportFile) -> None:
+    if data.school is not None:
+        _upsert(
+            session, School, data.school.id, name=data.school.name, timezone=data.school.timezone
+        )
+    elif session.get(School, DEFAULT_SCHOOL_ID) is None:
+        session.add(School(id=DEFAULT_SCHOOL_ID, name="Schule"))
+    session.flush()
+
+
 def _write(session: Session, data: ImportFile, now: datetime) -> None:
+    school_id = school_of(data)
+    _write_school(session, data)
     for room in data.rooms:
-        _upsert(session, Room, room.id, name=room.name)
+        _upsert(session, Room, room.id, name=room.name, school_id=school_id)
     for person in data.staff:
         current = session.get(Staff, person.id)
         _upsert(
@@ -297,13 +329,21 @@ def _write(session: Session, data: ImportFile, now: datetime) -> None:
             email=person.email,
             admin=person.admin,
             password_hash=_password_hash(person, current),
+            school_id=school_id,
         )
     session.flush()
     for person in data.staff:
-        _set_tag(session, tag=person.tag, staff_id=person.id)
+        _set_tag(session, school_id, tag=person.tag, staff_id=person.id)
     for group in data.ogs_groups:
-        _upsert(session, OgsGroup, group.id, name=group.name, room_id=group.room_id)
-        _set_leaders(session, group.id, group.leader_ids)
+        _upsert(
+            session,
+            OgsGroup,
+            group.id,
+            name=group.name,
+            room_id=group.room_id,
+            school_id=school_id,
+        )
+        _set_leaders(session, school_id, group.id, group.leader_ids)
     session.flush()
     for child in data.students:
         _upsert(
@@ -313,17 +353,25 @@ def _write(session: Session, data: ImportFile, now: datetime) -> None:
             first_name=child.first_name,
             last_name=child.last_name,
             ogs_group_id=child.ogs_group_id,
+            school_id=school_id,
         )
     session.flush()
     for child in data.students:
-        _set_tag(session, tag=child.tag, student_id=child.id)
+        _set_tag(session, school_id, tag=child.tag, student_id=child.id)
     for device in data.devices:
-        _upsert(session, Device, device.id, room_id=device.room_id, active=device.active)
+        _upsert(
+            session,
+            Device,
+            device.id,
+            room_id=device.room_id,
+            active=device.active,
+            school_id=school_id,
+        )
     for group in data.active_groups:
-        _write_active_group(session, group, now)
+        _write_active_group(session, school_id, group, now)
 
 
-def _set_leaders(session: Session, group_id: int, leader_ids: list[int]) -> None:
+def _set_leaders(session: Session, school_id: int, group_id: int, leader_ids: list[int]) -> None:
     rows = session.exec(select(OgsGroupLeader).where(OgsGroupLeader.ogs_group_id == group_id)).all()
     for row in rows:
         if row.staff_id not in leader_ids:
@@ -331,13 +379,23 @@ def _set_leaders(session: Session, group_id: int, leader_ids: list[int]) -> None
     existing = {row.staff_id for row in rows}
     for staff_id in leader_ids:
         if staff_id not in existing:
-            session.add(OgsGroupLeader(ogs_group_id=group_id, staff_id=staff_id))
+            session.add(
+                OgsGroupLeader(ogs_group_id=group_id, staff_id=staff_id, school_id=school_id)
+            )
 
 
-def _write_active_group(session: Session, record: ActiveGroupImport, now: datetime) -> None:
+def _write_active_group(
+    session: Session, school_id: int, record: ActiveGroupImport, now: datetime
+) -> None:
     group = session.get(ActiveGroup, record.id)
     if group is None:
-        group = ActiveGroup(id=record.id, name=record.name, room_id=record.room_id, started_at=now)
+        group = ActiveGroup(
+            id=record.id,
+            name=record.name,
+            room_id=record.room_id,
+            started_at=now,
+            school_id=school_id,
+        )
     elif group.ended_at is not None:
         group.started_at, group.ended_at = now, None  # the file says it runs: restart it
     group.name, group.room_id = record.name, record.room_id
@@ -368,7 +426,9 @@ def import_data(engine: Engine, raw: bytes | str) -> ImportSummary:
             raise ImportFileError(problems)
         _write(session, data, utcnow())
         announce_directory_changed(session)  # PostgreSQL: every instance reloads at commit
-    summary = ImportSummary(**{name: len(getattr(data, name)) for name in ImportFile.model_fields})
+    summary = ImportSummary(
+        **{name: len(getattr(data, name)) for name in ImportFile.model_fields if name != "school"}
+    )
     logger.info("Import finished %s", " ".join(f"{k}={v}" for k, v in summary.model_dump().items()))
     return summary
 

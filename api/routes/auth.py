@@ -91,7 +91,11 @@ def _start_login(engine: Engine, staff: Staff, settings: Settings, *, prune: boo
         pruned = refresh_tokens.prune_expired(engine)
         logger.info("Expired refresh tokens deleted count=%d", pruned)
     issued = refresh_tokens.issue(
-        engine, staff.id, secret=settings.jwt_secret, ttl_seconds=settings.jwt_refresh_ttl
+        engine,
+        staff.id,
+        school_id=staff.school_id,
+        secret=settings.jwt_secret,
+        ttl_seconds=settings.jwt_refresh_ttl,
     )
     return issued.token
 
@@ -112,7 +116,11 @@ async def login(
     prune = request.app.state.refresh_prune.due()
     refresh = await run_in_threadpool(_start_login, engine, staff, settings, prune=prune)
     access = issue_token(
-        staff.id, secret=settings.jwt_secret, ttl_seconds=settings.jwt_access_ttl, admin=staff.admin
+        staff.id,
+        school_id=staff.school_id,
+        secret=settings.jwt_secret,
+        ttl_seconds=settings.jwt_access_ttl,
+        admin=staff.admin,
     )
     _set_cookie(response, access, settings.jwt_access_ttl, request)
     logger.info("Login succeeded staff_id=%s", staff.id)
@@ -155,7 +163,11 @@ def refresh(
             status.HTTP_401_UNAUTHORIZED, detail=f"Invalid refresh token: {exc}"
         ) from None
     access = issue_token(
-        staff.id, secret=settings.jwt_secret, ttl_seconds=settings.jwt_access_ttl, admin=staff.admin
+        staff.id,
+        school_id=staff.school_id,
+        secret=settings.jwt_secret,
+        ttl_seconds=settings.jwt_access_ttl,
+        admin=staff.admin,
     )
     _set_cookie(response, access, settings.jwt_access_ttl, request)
     return TokenOut(

@@ -123,7 +123,12 @@ async def post_group(
 ) -> ActiveGroupPublic:
     def work(tx: Tx) -> int:
         group = start_activity(
-            tx, name=body.name, room_id=body.room_id, staff_id=staff.staff_id, at=utcnow()
+            tx,
+            school_id=staff.school_id,
+            name=body.name,
+            room_id=body.room_id,
+            staff_id=staff.staff_id,
+            at=utcnow(),
         )
         return group.id  # type: ignore[return-value]
 

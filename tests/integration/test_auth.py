@@ -59,9 +59,12 @@ def bad_tokens(secret: str) -> dict[str, tuple[str, int]]:
         "alg none": (f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims())}.", 401),
         "another algorithm (HS512)": (sign(_claims(), algorithm="HS512"), 401),
         "bad signature": (sign(_claims(), key="k" * 48), 401),
-        "expired": (issue_token(1, secret=secret, ttl_seconds=60, now=time.time() - 600), 401),
+        "expired": (
+            issue_token(1, school_id=1, secret=secret, ttl_seconds=60, now=time.time() - 600),
+            401,
+        ),
         "refresh used as access": (
-            issue_token(1, secret=secret, ttl_seconds=300, token_type="refresh"),
+            issue_token(1, school_id=1, secret=secret, ttl_seconds=300, token_type="refresh"),
             401,
         ),
         "missing sub": (sign(_claims(sub=None)), 401),
@@ -69,8 +72,8 @@ def bad_tokens(secret: str) -> dict[str, tuple[str, int]]:
         "non-ASCII digit sub": (sign(_claims(sub="\u00b2")), 401),
         "oversized sub": (sign(_claims(sub="9" * 40)), 401),
         "not a JWT": ("not-a-jwt", 401),
-        "unknown staff": (issue_token(999, secret=secret, ttl_seconds=300), 403),
-        "deleted staff": (issue_token(NOWAK, secret=secret, ttl_seconds=300), 403),
+        "unknown staff": (issue_token(999, school_id=1, secret=secret, ttl_seconds=300), 403),
+        "deleted staff": (issue_token(NOWAK, school_id=1, secret=secret, ttl_seconds=300), 403),
     }
 
 

@@ -35,8 +35,18 @@ class TestClients:
         self._readers.append(reader)
         return reader
 
-    def token(self, staff_id: int, *, ttl: float = 900, admin: bool = False) -> str:
-        return issue_token(staff_id, secret=self.settings.jwt_secret, ttl_seconds=ttl, admin=admin)
+    def token(
+        self, staff_id: int, *, ttl: float = 900, admin: bool = False, school_id: int = 1
+    ) -> str:
+        """An access token; `school_id` is the staff member's school (school 1 unless a test
+        imported others)."""
+        return issue_token(
+            staff_id,
+            school_id=school_id,
+            secret=self.settings.jwt_secret,
+            ttl_seconds=ttl,
+            admin=admin,
+        )
 
     def auth(self, staff_id: int, **options: object) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(staff_id, **options)}"}  # type: ignore[arg-type]

@@ -105,6 +105,7 @@ def make_stream(
         email="schmidt@example.org",
         admin=False,
         expires_at=time.time() + expires_in,
+        school_id=1,
     )
     return EventStream(
         hub=hub,

@@ -78,7 +78,7 @@ def test_the_hub_streams_the_frames_of_this_encoder() -> None:
 
 
 def test_theconnected_frame_follows_a_retry_frame_and_carries_the_resume_id() -> None:
-    staff = Principal(1, "Frau Schmidt", "schmidt@example.org", False, 0.0)
+    staff = Principal(1, "Frau Schmidt", "schmidt@example.org", False, 0.0, 1)
 
     frame = connected_frame(staff, frozenset({124, 123}), frozenset({7}), start_after_id=41)
 

@@ -105,7 +105,9 @@ def test_a_supervision_change_gains_before_its_events_and_settles_after(
     tail.last_seen = EventLog(school_engine, retention_seconds=3600).last_event_id()
 
     group_id = store.commit_blocking(
-        lambda tx: start_activity(tx, name="Malen", room_id=3, staff_id=3, at=utcnow()).id
+        lambda tx: (
+            start_activity(tx, school_id=1, name="Malen", room_id=3, staff_id=3, at=utcnow()).id
+        )
     ).result
     _step(tail)
     started = [event.id for event in broadcaster.events]

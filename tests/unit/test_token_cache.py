@@ -25,7 +25,7 @@ class Clock:
 def test_a_valid_token_is_verified_once_and_then_served_from_the_cache() -> None:
     clock = Clock()
     cache = AccessTokenCache(secret=SECRET, clock=clock)
-    token = issue_token(5, secret=SECRET, ttl_seconds=60, now=NOW)
+    token = issue_token(5, school_id=1, secret=SECRET, ttl_seconds=60, now=NOW)
 
     first = cache.verify(token)
     second = cache.verify(token)
@@ -40,7 +40,7 @@ def test_a_cached_token_is_verified_again_once_it_has_expired(
 ) -> None:
     clock = Clock()
     cache = AccessTokenCache(secret=SECRET, clock=clock)
-    token = issue_token(5, secret=SECRET, ttl_seconds=60, now=NOW)
+    token = issue_token(5, school_id=1, secret=SECRET, ttl_seconds=60, now=NOW)
     cache.verify(token)
     calls: list[str] = []
 
@@ -61,7 +61,7 @@ def test_a_cached_token_is_verified_again_once_it_has_expired(
 
 def test_a_refused_token_is_not_remembered() -> None:
     cache = AccessTokenCache(secret=SECRET, clock=Clock())
-    forged = issue_token(5, secret="other" * 10, ttl_seconds=60, now=NOW)
+    forged = issue_token(5, school_id=1, secret="other" * 10, ttl_seconds=60, now=NOW)
 
     for _ in range(2):
         with pytest.raises(TokenError):
@@ -71,7 +71,9 @@ def test_a_refused_token_is_not_remembered() -> None:
 
 def test_the_oldest_entries_go_first_beyond_the_bound() -> None:
     cache = AccessTokenCache(secret=SECRET, max_entries=2, clock=Clock())
-    tokens = [issue_token(n, secret=SECRET, ttl_seconds=60, now=NOW) for n in (1, 2, 3)]
+    tokens = [
+        issue_token(n, school_id=1, secret=SECRET, ttl_seconds=60, now=NOW) for n in (1, 2, 3)
+    ]
 
     for token in tokens:
         cache.verify(token)

@@ -27,7 +27,7 @@ def _refresh_claims(token: str) -> TokenClaims:
 
 
 def test_an_access_token_carries_the_contract_claims() -> None:
-    token = issue_token(7, secret=SECRET, ttl_seconds=900, admin=True, now=1_000_000)
+    token = issue_token(7, school_id=1, secret=SECRET, ttl_seconds=900, admin=True, now=1_000_000)
 
     claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
 
@@ -42,7 +42,7 @@ def test_an_access_token_carries_the_contract_claims() -> None:
 
 
 def test_a_refresh_token_is_refused_as_access() -> None:
-    token = issue_token(7, secret=SECRET, ttl_seconds=60, token_type="refresh")
+    token = issue_token(7, school_id=1, secret=SECRET, ttl_seconds=60, token_type="refresh")
 
     with pytest.raises(TokenError, match="wrong token type"):
         decode_token(token, secret=SECRET)
@@ -119,9 +119,15 @@ def test_the_token_command_refuses_unknown_staff(
 
 def test_a_refresh_token_carries_its_id_and_family_and_needs_both() -> None:
     token = issue_token(
-        7, secret=SECRET, ttl_seconds=60, token_type="refresh", jti="j-1", family_id="f-1"
+        7,
+        school_id=1,
+        secret=SECRET,
+        ttl_seconds=60,
+        token_type="refresh",
+        jti="j-1",
+        family_id="f-1",
     )
-    bare = issue_token(7, secret=SECRET, ttl_seconds=60, token_type="refresh")
+    bare = issue_token(7, school_id=1, secret=SECRET, ttl_seconds=60, token_type="refresh")
 
     claims = decode_token(token, secret=SECRET, expected_type="refresh")
 
@@ -136,7 +142,9 @@ def test_rotation_issues_the_next_token_of_the_family_and_reuse_revokes_it(
 ) -> None:
     with transaction(engine) as session:
         session.add(Staff(id=1, name="Frau Schmidt", email="schmidt@example.org"))
-    first = refresh_tokens.issue(engine, 1, secret=SECRET, ttl_seconds=3600, now=1_000_000)
+    first = refresh_tokens.issue(
+        engine, 1, school_id=1, secret=SECRET, ttl_seconds=3600, now=1_000_000
+    )
     first_claims = _refresh_claims(first.token)
 
     second = refresh_tokens.rotate(engine, first_claims, secret=SECRET, now=1_000_100)
@@ -156,7 +164,9 @@ def test_a_used_token_presented_again_within_the_grace_window_revokes_nothing(
 ) -> None:
     with transaction(engine) as session:
         session.add(Staff(id=1, name="Frau Schmidt", email="schmidt@example.org"))
-    first = refresh_tokens.issue(engine, 1, secret=SECRET, ttl_seconds=3600, now=1_000_000)
+    first = refresh_tokens.issue(
+        engine, 1, school_id=1, secret=SECRET, ttl_seconds=3600, now=1_000_000
+    )
     first_claims = _refresh_claims(first.token)
     used_at = 1_000_100
     second = refresh_tokens.rotate(engine, first_claims, secret=SECRET, now=used_at)
@@ -184,8 +194,10 @@ def test_a_used_token_presented_again_within_the_grace_window_revokes_nothing(
 def test_logout_revokes_the_family_and_pruning_deletes_only_expired_rows(engine: Engine) -> None:
     with transaction(engine) as session:
         session.add(Staff(id=1, name="Frau Schmidt", email="schmidt@example.org"))
-    old = refresh_tokens.issue(engine, 1, secret=SECRET, ttl_seconds=60, now=1_000_000)
-    kept = refresh_tokens.issue(engine, 1, secret=SECRET, ttl_seconds=3600, now=1_000_000)
+    old = refresh_tokens.issue(engine, 1, school_id=1, secret=SECRET, ttl_seconds=60, now=1_000_000)
+    kept = refresh_tokens.issue(
+        engine, 1, school_id=1, secret=SECRET, ttl_seconds=3600, now=1_000_000
+    )
 
     revoked = refresh_tokens.revoke_family(engine, kept.family_id, now=1_000_010)
     pruned = refresh_tokens.prune_expired(engine, now=1_000_100)

@@ -158,7 +158,7 @@ def test_starting_an_activity_in_a_busy_room_is_a_conflict(
 
     with pytest.raises(ConflictError):
         writer.write_blocking(
-            lambda tx: start_activity(tx, name="Malen", room_id=1, staff_id=3, at=NOW)
+            lambda tx: start_activity(tx, school_id=1, name="Malen", room_id=1, staff_id=3, at=NOW)
         )
 
 
@@ -168,7 +168,7 @@ def test_starting_an_activity_makes_the_starter_supervise_it(
     writer, broadcaster = store
 
     group_id = writer.write_blocking(
-        lambda tx: start_activity(tx, name="Malen", room_id=3, staff_id=3, at=NOW).id
+        lambda tx: start_activity(tx, school_id=1, name="Malen", room_id=3, staff_id=3, at=NOW).id
     )
 
     assert broadcaster.events[-1].type is EventType.ACTIVITY_START
