@@ -11,6 +11,7 @@ from sqlmodel import Session
 from api.security import Principal, authenticate
 from edge_bridge.config import Settings
 from edge_bridge.hub import Hub
+from edge_bridge.queries import SchoolScope
 from edge_bridge.store import Store
 
 
@@ -42,8 +43,16 @@ async def require_admin(staff: CurrentStaff) -> Principal:
     return staff
 
 
+async def current_school(staff: CurrentStaff, request: Request) -> SchoolScope:
+    """The school of the request's token: what every scoped query is limited to."""
+    state = request.app.state
+    timezone = state.directory.school_timezone(staff.school_id, state.settings.timezone)
+    return SchoolScope(staff.school_id, timezone)
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 StoreDep = Annotated[Store, Depends(get_store)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 AdminStaff = Annotated[Principal, Depends(require_admin)]
+School = Annotated[SchoolScope, Depends(current_school)]
