@@ -1,4 +1,5 @@
-"""Dependencies handlers declare: database session, hub, store, the current staff member."""
+"""Dependencies handlers declare: database session, hub, store, the parts of the bridge, the
+current staff member and their school. Handlers take these, never `request.app.state`."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ from collections.abc import Generator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from api.ratelimit import LoginLimits
 from api.security import Principal, authenticate
+from edge_bridge.bridge import Bridge
 from edge_bridge.config import Settings
+from edge_bridge.directory import StaffDirectory
 from edge_bridge.hub import Hub
+from edge_bridge.metrics import Metrics
+from edge_bridge.presence import Presence
 from edge_bridge.queries import SchoolScope
+from edge_bridge.refresh_tokens import PruneSchedule
 from edge_bridge.store import Store
 
 
@@ -34,6 +42,34 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+async def get_bridge(request: Request) -> Bridge:
+    return request.app.state.bridge
+
+
+async def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+async def get_directory(request: Request) -> StaffDirectory:
+    return request.app.state.directory
+
+
+async def get_presence(request: Request) -> Presence | None:
+    return request.app.state.presence
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+async def get_login_limits(request: Request) -> LoginLimits:
+    return request.app.state.login_limiters
+
+
+async def get_refresh_prune(request: Request) -> PruneSchedule:
+    return request.app.state.refresh_prune
+
+
 CurrentStaff = Annotated[Principal, Depends(authenticate)]
 
 
@@ -54,5 +90,12 @@ SessionDep = Annotated[Session, Depends(get_session)]
 StoreDep = Annotated[Store, Depends(get_store)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+BridgeDep = Annotated[Bridge, Depends(get_bridge)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+DirectoryDep = Annotated[StaffDirectory, Depends(get_directory)]
+PresenceDep = Annotated[Presence | None, Depends(get_presence)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+LoginLimitsDep = Annotated[LoginLimits, Depends(get_login_limits)]
+RefreshPruneDep = Annotated[PruneSchedule, Depends(get_refresh_prune)]
 AdminStaff = Annotated[Principal, Depends(require_admin)]
 School = Annotated[SchoolScope, Depends(current_school)]
