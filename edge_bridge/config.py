@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     def _check_timezone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, "Europe"
             msg = "must be an IANA time zone such as Europe/Berlin"
             raise ValueError(msg) from None
         return value

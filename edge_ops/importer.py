@@ -3,6 +3,11 @@
 Records are upserted by id, so importing the same file twice changes nothing. Any problem
 refuses the whole file with `section[index].field: reason` lines and writes nothing. On
 PostgreSQL the commit tells every running instance to reload its staff directory.
+
+A file belongs to one school: its `school` section (upserted by id), else the default
+school 1. Ids, emails and device ids are global, so one that another school already holds
+is refused, never moved; references resolve within the school; tags are unique per school.
+Importing one school's file never changes another school's rows.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from edge_bridge.db import transaction
 from edge_bridge.errors import ImportFileError
@@ -58,6 +64,17 @@ class SchoolImport(_Record):
     id: Id
     name: Name
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe", a folder
+                msg = f"unknown time zone {value!r}"
+                raise ValueError(msg) from None
+        return value
 
 
 class RoomImport(_Record):
@@ -152,66 +169,116 @@ def parse_import(raw: bytes | str) -> ImportFile:
         raise ImportFileError(problems) from None
 
 
+# section → (its table, how a problem names one of its records)
+_SECTIONS: dict[str, tuple[type[Any], str]] = {
+    "rooms": (Room, "room"),
+    "staff": (Staff, "staff member"),
+    "ogs_groups": (OgsGroup, "home group"),
+    "students": (Student, "student"),
+    "devices": (Device, "device"),
+    "active_groups": (ActiveGroup, "active group"),
+}
+# (section, field, target section): every reference must resolve within the file's school
+_REFERENCES = (
+    ("ogs_groups", "room_id", "rooms"),
+    ("ogs_groups", "leader_ids", "staff"),
+    ("students", "ogs_group_id", "ogs_groups"),
+    ("devices", "room_id", "rooms"),
+    ("active_groups", "room_id", "rooms"),
+    ("active_groups", "supervisor_ids", "staff"),
+)
+
+
 class _Checker:
-    """Cross-record rules: unique ids and tags, references that exist (in the file or database)."""
+    """Cross-record rules: unique ids and tags, and every id, reference, email and tag
+    checked against the file's school (in the file, or in the database for that school).
+
+    Ids are global, so an id the database holds for another school is refused, never
+    moved; emails are global too (they are the login); tags are unique per school.
+    """
 
     def __init__(self, data: ImportFile, session: Session) -> None:
         self.data, self.session, self.problems = data, session, list[str]()
+        self.school_id = school_of(data)
 
-    def _existing(self, model: type[Any], ids: set[Any]) -> set[Any]:
+    def _schools_of(self, model: type[Any], ids: set[Any]) -> dict[Any, int]:
+        """The school of each of these ids the database already holds."""
         if not ids:
-            return set()
-        column = model.id  # type: ignore[attr-defined]
-        return set(self.session.exec(select(column).where(column.in_(ids))).all())
+            return {}
+        rows = self.session.exec(select(model.id, model.school_id).where(model.id.in_(ids)))
+        return dict(rows.all())
 
-    def _known(self, section: str, model: type[Any], wanted: set[Any]) -> set[Any]:
-        in_file = {record.id for record in getattr(self.data, section)}
-        return in_file | self._existing(model, wanted - in_file)
-
-    def _unique_ids(self, section: str) -> None:
+    def _own_ids(self, section: str) -> None:
+        model, noun = _SECTIONS[section]
+        records = getattr(self.data, section)
+        schools = self._schools_of(model, {record.id for record in records})
         seen: set[Any] = set()
-        for index, record in enumerate(getattr(self.data, section)):
+        for index, record in enumerate(records):
             if record.id in seen:
                 self.problems.append(f"{section}[{index}].id: duplicate id {record.id}")
+            elif schools.get(record.id, self.school_id) != self.school_id:
+                self.problems.append(
+                    f"{section}[{index}].id: {noun} {record.id} belongs to another school"
+                )
             seen.add(record.id)
 
-    def _refs(self, section: str, field: str, target: str, model: type[Any]) -> None:
+    def _refs(self, section: str, field: str, target: str) -> None:
+        model, noun = _SECTIONS[target]
         records = getattr(self.data, section)
+        in_file = {record.id for record in getattr(self.data, target)}
         wanted = {v for r in records for v in _as_list(getattr(r, field)) if v is not None}
-        known = self._known(target, model, wanted)
+        schools = self._schools_of(model, wanted - in_file)
         for index, record in enumerate(records):
             for value in _as_list(getattr(record, field)):
-                if value is not None and value not in known:
-                    self.problems.append(f"{section}[{index}].{field}: unknown {target} id {value}")
+                if value is None or value in in_file or schools.get(value) == self.school_id:
+                    continue
+                reason = (
+                    f"unknown {target} id {value}"
+                    if value not in schools
+                    else f"{noun} {value} belongs to another school"
+                )
+                self.problems.append(f"{section}[{index}].{field}: {reason}")
 
     def check(self) -> list[str]:
-        for section in ImportFile.model_fields:
-            if section != "school":
-                self._unique_ids(section)
-        self._refs("ogs_groups", "room_id", "rooms", Room)
-        self._refs("ogs_groups", "leader_ids", "staff", Staff)
-        self._refs("students", "ogs_group_id", "ogs_groups", OgsGroup)
-        self._refs("devices", "room_id", "rooms", Room)
-        self._refs("active_groups", "room_id", "rooms", Room)
-        self._refs("active_groups", "supervisor_ids", "staff", Staff)
+        for section in _SECTIONS:
+            self._own_ids(section)
+        for section, field, target in _REFERENCES:
+            self._refs(section, field, target)
         self._check_emails()
         self._check_tags()
         self._check_rooms_free()
         return self.problems
 
     def _check_emails(self) -> None:
+        emails = {record.email for record in self.data.staff}
+        stored = self.session.exec(
+            select(Staff.email, Staff.id, Staff.school_id).where(col(Staff.email).in_(emails))
+        ).all()
+        owners = {email: (staff_id, school_id) for email, staff_id, school_id in stored}
         seen: dict[str, int] = {}
         for index, record in enumerate(self.data.staff):
+            where = f"staff[{index}].email"
             if record.email in seen:
-                self.problems.append(
-                    f"staff[{index}].email: duplicate of staff[{seen[record.email]}]"
-                )
+                self.problems.append(f"{where}: duplicate of staff[{seen[record.email]}]")
             seen[record.email] = index
-            owner = self.session.exec(select(Staff.id).where(Staff.email == record.email)).first()
-            if owner is not None and owner != record.id:
-                self.problems.append(f"staff[{index}].email: already used by staff id {owner}")
+            owner_id, owner_school = owners.get(record.email, (record.id, self.school_id))
+            if owner_id == record.id:
+                continue
+            if owner_school != self.school_id:
+                self.problems.append(f"{where}: already used by a staff member of another school")
+            else:
+                self.problems.append(f"{where}: already used by staff id {owner_id}")
 
     def _check_tags(self) -> None:
+        tags = {r.tag for r in (*self.data.staff, *self.data.students) if r.tag is not None}
+        stored = {
+            row.tag: row
+            for row in self.session.exec(
+                select(RfidTag).where(
+                    RfidTag.school_id == self.school_id, col(RfidTag.tag).in_(tags)
+                )
+            ).all()
+        }
         seen: dict[str, str] = {}
         for section, kind in (("staff", "staff_id"), ("students", "student_id")):
             for index, record in enumerate(getattr(self.data, section)):
@@ -222,30 +289,27 @@ class _Checker:
                     self.problems.append(f"{where}: duplicate tag, also used by {seen[record.tag]}")
                     continue
                 seen[record.tag] = where
-                stored = self.session.get(RfidTag, (school_of(self.data), record.tag))
-                if stored is not None and getattr(stored, kind) != record.id:
+                owner = stored.get(record.tag)
+                if owner is not None and getattr(owner, kind) != record.id:
                     self.problems.append(f"{where}: tag already belongs to another person")
 
     def _check_rooms_free(self) -> None:
+        """One running group per room; a room is one school's, so only this school's count."""
         rooms: dict[int, int] = {}
         for index, record in enumerate(self.data.active_groups):
+            where = f"active_groups[{index}].room_id: room {record.room_id} already has"
             if record.room_id in rooms:
-                self.problems.append(
-                    f"active_groups[{index}].room_id: room {record.room_id} already has "
-                    f"active_groups[{rooms[record.room_id]}]"
-                )
+                self.problems.append(f"{where} active_groups[{rooms[record.room_id]}]")
             rooms[record.room_id] = index
             running = self.session.exec(
                 select(ActiveGroup.id).where(
+                    ActiveGroup.school_id == self.school_id,
                     ActiveGroup.room_id == record.room_id,
-                    ActiveGroup.ended_at.is_(None),  # type: ignore[union-attr]
+                    col(ActiveGroup.ended_at).is_(None),
                 )
             ).first()
             if running is not None and running != record.id:
-                self.problems.append(
-                    f"active_groups[{index}].room_id: room {record.room_id} already has "
-                    f"running active group {running}"
-                )
+                self.problems.append(f"{where} running active group {running}")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -426,10 +490,9 @@ def import_data(engine: Engine, raw: bytes | str) -> ImportSummary:
             raise ImportFileError(problems)
         _write(session, data, utcnow())
         announce_directory_changed(session)  # PostgreSQL: every instance reloads at commit
-    summary = ImportSummary(
-        **{name: len(getattr(data, name)) for name in ImportFile.model_fields if name != "school"}
-    )
-    logger.info("Import finished %s", " ".join(f"{k}={v}" for k, v in summary.model_dump().items()))
+    summary = ImportSummary(**{name: len(getattr(data, name)) for name in _SECTIONS})
+    counts = " ".join(f"{k}={v}" for k, v in summary.model_dump().items())
+    logger.info("Import finished school_id=%d %s", school_of(data), counts)
     return summary
 
 

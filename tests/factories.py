@@ -55,6 +55,57 @@ def minimal_document() -> dict[str, Any]:
     }
 
 
+def second_school_document() -> dict[str, Any]:
+    """School 2's import file, meant to sit beside the fixture school (school 1).
+
+    Its names overlap the fixture school's ("Raum 101", "Frau Schmidt", "Max Muster"), its
+    tags reuse the fixture school's values, and its ids sit between and after the fixture
+    school's (ids are global); emails and device ids differ (they are global too).
+    """
+    return {
+        "school": {"id": 2, "name": "Grundschule Am Park", "timezone": "Europe/Vienna"},
+        "rooms": [{"id": 4, "name": "Raum 101"}, {"id": 5, "name": "Turnhalle"}],
+        "staff": [
+            {
+                "id": 5,
+                "name": "Frau Schmidt",
+                "email": "schmidt@park.example.org",
+                "password": "park-demo-5",
+                "tag": "A1B2C3D4",
+            },
+            {
+                "id": 6,
+                "name": "Herr Park",
+                "email": "admin@park.example.org",
+                "password": "park-demo-6",
+                "admin": True,
+            },
+        ],
+        "ogs_groups": [{"id": 9, "name": "Klasse 2b", "room_id": 4, "leader_ids": [5]}],
+        "students": [
+            {
+                "id": 400,
+                "first_name": "Max",
+                "last_name": "Muster",
+                "tag": "04A1B20000",
+                "ogs_group_id": 9,
+            },
+            {
+                "id": 461,
+                "first_name": "Emma",
+                "last_name": "Schulz",
+                "tag": "04A1B20001",
+                "ogs_group_id": 9,
+            },
+        ],
+        "devices": [
+            {"id": "park-101", "room_id": 4, "active": True},
+            {"id": "park-turnhalle", "room_id": 5, "active": True},
+        ],
+        "active_groups": [{"id": 125, "name": "Fußball AG", "room_id": 4, "supervisor_ids": [5]}],
+    }
+
+
 def dump_tables(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, sorted: compare two calls to prove nothing changed."""
     from sqlmodel import SQLModel

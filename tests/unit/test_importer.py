@@ -67,7 +67,7 @@ def test_tags_are_stored_normalized(engine: Engine) -> None:
     import_data(engine, json.dumps(document))
 
     with Session(engine) as session:
-        assert session.get(RfidTag, "04A1B2C3D4") is not None
+        assert session.get(RfidTag, (1, "04A1B2C3D4")) is not None
 
 
 def _mutate(path: str, value: Any) -> dict[str, Any]:
@@ -162,6 +162,6 @@ def test_reimport_moves_a_tag_and_leaves_no_stale_owner(engine: Engine) -> None:
     import_data(engine, json.dumps(document))
 
     with Session(engine) as session:
-        assert session.get(RfidTag, "04A1B2C3D4") is None
-        moved = session.get(RfidTag, "04FFFFFFFF")
+        assert session.get(RfidTag, (1, "04A1B2C3D4")) is None
+        moved = session.get(RfidTag, (1, "04FFFFFFFF"))
         assert moved is not None and moved.student_id == 456
