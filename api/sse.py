@@ -1,7 +1,9 @@
 """`GET /api/sse/events`: the hub's events as Server-Sent Events (CONTRACT §5).
 
 Authentication happens in a dependency, so a bad token gets a 401 JSON answer, never a 200
-that closes; with `SSE_MAX_STREAMS` streams open the request gets a 503 (with `Retry-After`)
+that closes. A stream is of the token's school (`Principal.school_id`): the hub delivers it
+only that school's events, live and replayed, and `GET /api/sse/stats` counts only that
+school's streams; with `SSE_MAX_STREAMS` streams open the request gets a 503 (with `Retry-After`)
 before any stream starts. The hub encodes each event once with `encode_event` and the same
 bytes go to every client. The `connected` frame carries an `id:` too (the last event id
 before this stream began), so a client that disconnects before its first event still resumes
@@ -27,12 +29,19 @@ import time
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, status
-from starlette.datastructures import State
+from fastapi import APIRouter, Header, HTTPException, Query, status
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from api.deps import AdminStaff, CurrentStaff, HubDep, SettingsDep
+from api.deps import (
+    AdminStaff,
+    CurrentStaff,
+    DirectoryDep,
+    HubDep,
+    School,
+    ServerExitDep,
+    SettingsDep,
+)
 from api.event_stream import DisconnectWatch, ServerExit, defer, send_within
 from api.schemas import ErrorOut, SseStats
 from api.security import Principal
@@ -95,7 +104,9 @@ def refuse_when_full(hub: Hub, staff: Principal) -> None:
     starts, so the client sees a plain JSON error, not a 200 that ends."""
     if hub.is_full():
         logger.warning(
-            "SSE client refused reason=too_many_streams_total user_id=%d", staff.staff_id
+            "SSE client refused reason=too_many_streams_total user_id=%d school_id=%d",
+            staff.staff_id,
+            staff.school_id,
         )
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -122,6 +133,7 @@ class EventStream(Response):
         *,
         hub: Hub,
         staff: Principal,
+        school_id: int,
         directory: StaffDirectory,
         groups: tuple[frozenset[int], frozenset[int]],
         last_event_id: int | None,
@@ -134,6 +146,7 @@ class EventStream(Response):
         self.raw_headers = _RAW_HEADERS  # shared by every stream (never changed)
         self._hub = hub
         self._staff = staff
+        self._school_id = school_id
         self._directory = directory
         self._groups = groups
         self._last_event_id = last_event_id
@@ -154,6 +167,7 @@ class EventStream(Response):
         staff = self._staff
         active, ogs = self._groups
         async with self._hub.subscribe(
+            school_id=self._school_id,
             staff_id=staff.staff_id,
             active_group_ids=active,
             ogs_group_ids=ogs,
@@ -198,8 +212,9 @@ class EventStream(Response):
     def _stalled(self, subscription: Subscription, scope: Scope) -> None:
         subscription.close("send_timeout")
         logger.warning(
-            "SSE client closed reason=send_timeout user_id=%d client=%s timeout_s=%s",
+            "SSE client closed reason=send_timeout user_id=%d school_id=%d client=%s timeout_s=%s",
             self._staff.staff_id,
+            self._staff.school_id,
             (scope.get("client") or ("-", 0))[0],
             self._send_timeout,
         )
@@ -218,38 +233,28 @@ class EventStream(Response):
     },
 )
 async def get_events(
-    request: Request,
     staff: CurrentStaff,
+    school: School,
     hub: HubDep,
+    directory: DirectoryDep,
     settings: SettingsDep,
+    server_exit: ServerExitDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[str | None, Query(max_length=20)] = None,
 ) -> EventStream:
     resume_from = parse_last_event_id(last_event_id_header, last_event_id)
     refuse_when_full(hub, staff)
-    directory: StaffDirectory = request.app.state.directory
     return EventStream(
         hub=hub,
         staff=staff,
+        school_id=school.school_id,
         directory=directory,
         groups=directory.groups(staff.staff_id),
         last_event_id=resume_from,
         heartbeat_seconds=settings.sse_heartbeat_seconds,
         send_timeout_seconds=settings.sse_send_timeout_seconds,
-        server_exit=server_exit(request.app.state, hub),
+        server_exit=server_exit,
     )
-
-
-def server_exit(state: State, hub: Hub) -> ServerExit:
-    """The app's `ServerExit`, made on the first stream: SIGTERM closes every stream at once,
-    so each ends with a complete response well before uvicorn stops waiting for them."""
-    watch: ServerExit | None = getattr(state, "sse_server_exit", None)
-    if watch is None:
-        watch = ServerExit()
-        state.sse_server_exit = watch
-        watch.add(lambda: hub.close_all("shutdown"))
-        watch.install()
-    return watch
 
 
 @router.get(
@@ -257,8 +262,8 @@ def server_exit(state: State, hub: Hub) -> ServerExit:
     response_model=SseStats,
     responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
 )
-async def get_stats(staff: AdminStaff, hub: HubDep) -> SseStats:
-    stats = hub.stats()
+async def get_stats(staff: AdminStaff, school: School, hub: HubDep) -> SseStats:
+    stats = hub.stats(school_id=school.school_id)  # the admin's school only
     return SseStats(
         total_clients=stats.total_clients,
         groups={str(k): v for k, v in stats.groups.items()},

@@ -11,6 +11,8 @@ change of someone's supervision is written as two internal `staff_changed` rows 
 commit's events (phase `gain` before, `settle` after, with the staff members' groups at
 commit), so every instance's streams gain groups before the events and lose them after.
 Internal rows are routed to no one: replay never reads them and the hub never gets them.
+Replay reads one school's events only (`EventRecord.school_id`, in SQL): internal rows have
+no school, and another school's events never come back whatever their route ids.
 A change to the directory made outside the writer (`edge-bridge import`) is announced by a
 `directory` notification alone (`announce_directory_changed`), which makes every tail reload
 the directory.
@@ -280,14 +282,15 @@ class EventLog:
         self,
         last_event_id: int,
         *,
+        school_id: int,
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
         admin: bool = False,
         up_to: int | None = None,
     ) -> list[Event] | None:
-        """Events after the id (to `up_to`, if given) routed to those groups, and the admins'
-        events for an admin (at most `replay_limit`, read as `replay_limit + 1` rows); None
-        when the client must resync instead."""
+        """Events of `school_id` after the id (to `up_to`, if given) routed to those groups,
+        and the school's admins' events for an admin (at most `replay_limit`, read as
+        `replay_limit + 1` rows); None when the client must resync instead."""
         with Session(self.engine) as session:
             if self._gone_after(session, last_event_id):
                 return None
@@ -300,7 +303,10 @@ class EventLog:
                 routes.append(col(EventRecord.route_admin).is_(True))
             if not routes:
                 return []
-            bounds = [col(EventRecord.id) > last_event_id]
+            bounds = [
+                col(EventRecord.school_id) == school_id,
+                col(EventRecord.id) > last_event_id,
+            ]
             if up_to is not None:
                 bounds.append(col(EventRecord.id) <= up_to)
             rows = session.exec(
@@ -317,14 +323,17 @@ class EventLog:
         self,
         last_event_id: int,
         *,
+        school_id: int,
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
         admin: bool = False,
         up_to: int | None = None,
     ) -> list[Event] | None:
+        """`events_after_blocking` in a worker thread (the hub's `EventHistory`)."""
         return await asyncio.to_thread(
             self.events_after_blocking,
             last_event_id,
+            school_id=school_id,
             active_group_ids=active_group_ids,
             ogs_group_ids=ogs_group_ids,
             admin=admin,

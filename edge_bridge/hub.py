@@ -7,6 +7,12 @@ here runs on one event loop and has one feed: the store's announcer on SQLite, t
 tail on PostgreSQL (`store.Announcer`, `tail.py`), which hand each event over once, in id
 order; the hub ignores an id it has already passed.
 
+Schools are tenants: a subscription belongs to one school (`school_id`, required) and every
+index is keyed by it, the groups' by (school_id, group_id) and the admins' streams by school,
+so an event reaches only streams of its own school, whatever its group ids; an event without
+a school (`Event.school_id` None) reaches no stream. Ring and log replay apply the same rule
+(`routes_to`, and the log's `school_id` filter).
+
 Built to hold 10,000 subscriptions cheaply: each is a list of shared frames plus a future
 that exists only while its reader waits, so publishing is one loop over the indexed
 recipients with no task, queue or lock per event.
@@ -41,7 +47,9 @@ from edge_bridge.tuning import HUB_HISTORY_READS_AT_ONCE, HUB_RING_SIZE
 
 logger = logging.getLogger(__name__)
 
-_GroupIndex = dict[int, set["Subscription"]]
+# (school_id, group_id): group ids are only ever looked up within the event's school.
+_GroupKey = tuple[int, int]
+_GroupIndex = dict[_GroupKey, set["Subscription"]]
 Encoder = Callable[[Event], bytes]
 Clock = Callable[[], datetime]
 # One buffered event: the event and its encoded frame (the same bytes object for every stream).
@@ -55,13 +63,14 @@ class EventHistory(Protocol):
         self,
         last_event_id: int,
         *,
+        school_id: int,
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
         admin: bool = False,
         up_to: int | None = None,
     ) -> list[Event] | None:
-        """Events with id > last_event_id (and <= up_to, if given) routed to those groups
-        (and, for an admin, the admins' events), in id order.
+        """Events of `school_id` with id > last_event_id (and <= up_to, if given) routed to
+        those groups (and, for an admin, the school's admins' events), in id order.
 
         None if last_event_id is older than what is retained, or if more events than the
         log's replay limit follow it (the client must resync).
@@ -71,7 +80,12 @@ class EventHistory(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class HubStats:
-    """Counts for `GET /api/sse/stats` and metrics; groups map a group id to its subscribers."""
+    """Counts for `GET /api/sse/stats` and metrics; groups map a group id to its subscribers.
+
+    `schools` maps a school id to its open streams (schools without any are left out). For
+    one school's view (`Hub.stats(school_id=...)`) the clients, groups and `schools` are that
+    school's only; the lifetime counters are always the whole process's.
+    """
 
     total_clients: int
     groups: dict[int, int]
@@ -80,11 +94,13 @@ class HubStats:
     replays: int
     resyncs: int
     slow_disconnects: int
+    schools: dict[int, int]
 
 
 def routes_to(event: Event, sub: Subscription) -> bool:
-    """Whether `event` belongs on `sub`'s stream (CONTRACT §5 routing; admins' events too)."""
-    return (
+    """Whether `event` belongs on `sub`'s stream (CONTRACT §5 routing; admins' events too):
+    only ever an event of the stream's own school (one without a school reaches no one)."""
+    return event.school_id == sub.school_id and (
         event.route_active_group_id in sub.active_group_ids
         or event.route_ogs_group_id in sub.ogs_group_ids
         or (event.route_admin and sub.admin)
@@ -114,6 +130,7 @@ class Subscription:
         "admin",
         "closed_reason",
         "ogs_group_ids",
+        "school_id",
         "staff_id",
         "start_after_id",
     )
@@ -122,12 +139,14 @@ class Subscription:
         self,
         hub: Hub,
         *,
+        school_id: int,
         staff_id: int,
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
         admin: bool = False,
     ) -> None:
         self._hub = hub
+        self.school_id = school_id  # part of every index key: only this school's events
         self.staff_id = staff_id
         self.admin = admin  # also receives the events for the school's admins
         self.active_group_ids = active_group_ids
@@ -146,7 +165,8 @@ class Subscription:
 
     def __repr__(self) -> str:
         return (
-            f"Subscription(staff_id={self.staff_id}, active={sorted(self.active_group_ids)}, "
+            f"Subscription(school_id={self.school_id}, staff_id={self.staff_id}, "
+            f"active={sorted(self.active_group_ids)}, "
             f"ogs={sorted(self.ogs_group_ids)}, buffered={len(self._buffer)}, "
             f"buffered_bytes={self._buffered_bytes}, closed_reason={self.closed_reason!r})"
         )
@@ -316,7 +336,9 @@ class Hub:
         self._by_staff: dict[int, dict[Subscription, None]] = {}
         self._active_index: _GroupIndex = {}
         self._ogs_index: _GroupIndex = {}
-        self._admins: set[Subscription] = set()  # the streams that get the admins' events
+        # Per school, the streams that get the school's admins' events.
+        self._admins: dict[int, set[Subscription]] = {}
+        self._by_school: dict[int, int] = {}  # open streams per school
         self._events_published = 0
         self._replays = 0
         self._resyncs = 0
@@ -347,18 +369,21 @@ class Hub:
     def subscribe(
         self,
         *,
+        school_id: int,
         staff_id: int,
         active_group_ids: Iterable[int],
         ogs_group_ids: Iterable[int] = (),
         last_event_id: int | None = None,
         admin: bool = False,
     ) -> AbstractAsyncContextManager[Subscription]:
-        """Open a stream: missed events after `last_event_id` first (or one resync), then live.
+        """Open a stream of `school_id`'s events: missed events after `last_event_id` first
+        (or one resync), then live.
 
         A staff member's stream beyond `max_streams_per_staff` closes their oldest one.
         """
         sub = Subscription(
             self,
+            school_id=school_id,
             staff_id=staff_id,
             active_group_ids=frozenset(active_group_ids),
             ogs_group_ids=frozenset(ogs_group_ids),
@@ -403,16 +428,23 @@ class Hub:
         self._logger.info("SSE hub closed all clients reason=%s count=%d", reason, len(subs))
         return len(subs)
 
-    def stats(self) -> HubStats:
-        """Current subscriber counts and lifetime counters."""
+    def stats(self, *, school_id: int | None = None) -> HubStats:
+        """Current subscriber counts and lifetime counters: of the whole process, or with
+        `school_id` the subscriber counts of that school only (`GET /api/sse/stats`)."""
+        if school_id is None:
+            total, schools = len(self._subscriptions), dict(self._by_school)
+        else:
+            total = self._by_school.get(school_id, 0)
+            schools = {school_id: total} if total else {}
         return HubStats(
-            total_clients=len(self._subscriptions),
-            groups={group_id: len(subs) for group_id, subs in self._active_index.items()},
-            ogs_groups={group_id: len(subs) for group_id, subs in self._ogs_index.items()},
+            total_clients=total,
+            groups=_counts(self._active_index, school_id),
+            ogs_groups=_counts(self._ogs_index, school_id),
             events_published=self._events_published,
             replays=self._replays,
             resyncs=self._resyncs,
             slow_disconnects=self._slow_disconnects,
+            schools=schools,
         )
 
     def _open(self, sub: Subscription, last_event_id: int | None) -> _Opened:
@@ -434,25 +466,28 @@ class Hub:
         self._events_published += 1
         overflowed: list[Subscription] = []
         active_id, ogs_id = event.route_active_group_id, event.route_ogs_group_id
+        school = event.school_id
         recipients = 0
-        if active_id is not None:
-            recipients += _offer(self._active_index.get(active_id, ()), item, overflowed)
-        if ogs_id is not None:
-            recipients += _offer(
-                self._ogs_index.get(ogs_id, ()), item, overflowed, skip_active_id=active_id
-            )
-        if event.route_admin:  # never also routed to a group: no stream gets it twice
-            recipients += _offer(self._admins, item, overflowed)
+        # No school, no stream: a service that forgot it loses the event, never leaks it.
+        if school is not None and active_id is not None:
+            active_subs = self._active_index.get((school, active_id), ())
+            recipients += _offer(active_subs, item, overflowed)
+        if school is not None and ogs_id is not None:
+            ogs_subs = self._ogs_index.get((school, ogs_id), ())
+            recipients += _offer(ogs_subs, item, overflowed, skip_active_id=active_id)
+        if school is not None and event.route_admin:  # never also to a group: no repeats
+            recipients += _offer(self._admins.get(school, ()), item, overflowed)
         for sub in overflowed:
             self._close_slow(sub, len(item[1]))
         self._logger.debug(
             "SSE event broadcast active_group_id=%s event_type=%s recipient_count=%d"
-            " event_id=%d ogs_group_id=%s",
+            " event_id=%d ogs_group_id=%s school_id=%s",
             event.active_group_id,
             event.type,
             recipients,
             event.id,
             ogs_id,
+            school,
         )
         if not recipients:
             self._logger.debug("SSE event has no subscribers event_id=%d", event.id)
@@ -469,9 +504,10 @@ class Hub:
     def _close_slow(self, sub: Subscription, offered_bytes: int) -> None:
         self._slow_disconnects += 1
         self._logger.warning(
-            "SSE client closed slow=True reason=buffer_full staff_id=%d buffered=%d"
+            "SSE client closed slow=True reason=buffer_full staff_id=%d school_id=%d buffered=%d"
             " buffered_bytes=%d offered_bytes=%d limit_bytes=%d",
             sub.staff_id,
+            sub.school_id,
             len(sub._buffer),
             sub._buffered_bytes,
             offered_bytes,
@@ -503,8 +539,9 @@ class Hub:
             seen_up_to = max(last_event_id, up_to)
         sub._start_with(missed, seen_up_to=seen_up_to)
         self._logger.info(
-            "SSE client replay user_id=%d last_event_id=%d source=%s replayed=%d",
+            "SSE client replay user_id=%d school_id=%d last_event_id=%d source=%s replayed=%d",
             sub.staff_id,
+            sub.school_id,
             last_event_id,
             source,
             len(missed),
@@ -570,6 +607,7 @@ class Hub:
                     return [], up_to
                 missed = await self._history.events_after(
                     last_event_id,
+                    school_id=sub.school_id,
                     active_group_ids=sub.active_group_ids,
                     ogs_group_ids=sub.ogs_group_ids,
                     admin=sub.admin,
@@ -579,7 +617,10 @@ class Hub:
             sub._limit = self.buffer_bytes
         if missed is None:
             return None, up_to
-        items = [(event, self._encode(event)) for event in sorted(missed, key=lambda e: e.id)]
+        # The log filters by school already; checked again here, so that a stream's school
+        # does not rest on one SQL predicate alone.
+        own = (event for event in missed if event.school_id == sub.school_id)
+        items = [(event, self._encode(event)) for event in sorted(own, key=lambda e: e.id)]
         return items, up_to
 
     def _register(self, sub: Subscription) -> None:
@@ -598,13 +639,17 @@ class Hub:
             staff_subs = self._by_staff.setdefault(sub.staff_id, {})
         self._subscriptions.add(sub)
         staff_subs[sub] = None
+        school = sub.school_id
+        self._by_school[school] = self._by_school.get(school, 0) + 1
         _index(self._active_index, sub, (), sub.active_group_ids)
         _index(self._ogs_index, sub, (), sub.ogs_group_ids)
         if sub.admin:
-            self._admins.add(sub)
+            self._admins.setdefault(school, set()).add(sub)
         self._logger.info(
-            "SSE client connected user_id=%d subscribed_groups=%s ogs_groups=%s total_clients=%d",
+            "SSE client connected user_id=%d school_id=%d subscribed_groups=%s ogs_groups=%s"
+            " total_clients=%d",
             sub.staff_id,
+            school,
             sorted(sub.active_group_ids),
             sorted(sub.ogs_group_ids),
             len(self._subscriptions),
@@ -618,12 +663,23 @@ class Hub:
         staff_subs.pop(sub, None)
         if not staff_subs:
             del self._by_staff[sub.staff_id]
+        school = sub.school_id
+        remaining = self._by_school.get(school, 0) - 1
+        if remaining > 0:
+            self._by_school[school] = remaining
+        else:
+            self._by_school.pop(school, None)
         _index(self._active_index, sub, sub.active_group_ids, ())
         _index(self._ogs_index, sub, sub.ogs_group_ids, ())
-        self._admins.discard(sub)
+        admins = self._admins.get(school)
+        if admins is not None:
+            admins.discard(sub)
+            if not admins:
+                del self._admins[school]
         self._logger.info(
-            "SSE client disconnected user_id=%d reason=%s total_clients=%d",
+            "SSE client disconnected user_id=%d school_id=%d reason=%s total_clients=%d",
             sub.staff_id,
+            school,
             sub.closed_reason,
             len(self._subscriptions),
         )
@@ -638,8 +694,10 @@ class Hub:
         sub.active_group_ids, sub.ogs_group_ids = active, ogs
         if registered:
             self._logger.info(
-                "SSE client groups changed user_id=%d subscribed_groups=%s ogs_groups=%s",
+                "SSE client groups changed user_id=%d school_id=%d subscribed_groups=%s"
+                " ogs_groups=%s",
                 sub.staff_id,
+                sub.school_id,
                 sorted(active),
                 sorted(ogs),
             )
@@ -709,13 +767,25 @@ def _offer(
 
 
 def _index(index: _GroupIndex, sub: Subscription, old: Iterable[int], new: Iterable[int]) -> None:
-    """Move `sub` in `index` from the `old` groups to the `new`; drop empty groups."""
+    """Move `sub` in `index` from the `old` groups to the `new` (of its school); drop empty
+    groups."""
+    school = sub.school_id
     old_ids, new_ids = frozenset(old), frozenset(new)
     for group_id in old_ids - new_ids:
-        members = index.get(group_id)
+        key = (school, group_id)
+        members = index.get(key)
         if members is not None:
             members.discard(sub)
             if not members:
-                del index[group_id]
+                del index[key]
     for group_id in new_ids - old_ids:
-        index.setdefault(group_id, set()).add(sub)
+        index.setdefault((school, group_id), set()).add(sub)
+
+
+def _counts(index: _GroupIndex, school_id: int | None) -> dict[int, int]:
+    """Subscribers per group id: of every school, or of `school_id` only."""
+    counts: dict[int, int] = {}
+    for (school, group_id), members in index.items():
+        if school_id is None or school == school_id:
+            counts[group_id] = counts.get(group_id, 0) + len(members)
+    return counts

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -101,14 +102,29 @@ def make_system(
     settings_factory: Callable[..., Settings],
     start_broker: Callable[..., Broker],
 ) -> Iterator[Callable[..., System]]:
-    """`make_system(**settings overrides)` → a running System; everything stops afterwards."""
+    """`make_system(**settings overrides)` → a running System; everything stops afterwards.
+
+    `documents`: more import files (CONTRACT §7, e.g. other schools' from
+    tests/support/schools.py), imported in order before the bridge starts; each of their
+    devices gets MQTT credentials like the fixture school's.
+    """
     systems: list[System] = []
 
     def make(
-        *, persistence: bool = False, env: dict[str, str] | None = None, **overrides: object
+        *,
+        persistence: bool = False,
+        env: dict[str, str] | None = None,
+        documents: Sequence[dict[str, Any]] = (),
+        **overrides: object,
     ) -> System:
         settings = settings_factory(**overrides)
-        passwords = {name: secrets.token_urlsafe(12) for name in ["edge-bridge", *DEVICE_IDS]}
+        for document in documents:
+            import_data(school_engine, json.dumps(document).encode())
+        imported = [
+            device["id"] for document in documents for device in document.get("devices", [])
+        ]
+        devices = list(dict.fromkeys([*DEVICE_IDS, *imported]))
+        passwords = {name: secrets.token_urlsafe(12) for name in ["edge-bridge", *devices]}
         broker = start_broker(
             prefix=settings.mqtt_topic_prefix, users=passwords, persistence=persistence
         )

@@ -22,7 +22,7 @@ WAIT_SECONDS = 10
 
 
 def _checkin(tx: Tx, group: int) -> int:
-    tx.emit(NewEvent.for_group(EventType.STUDENT_CHECKIN, group, student_id=1))
+    tx.emit(NewEvent.for_group(EventType.STUDENT_CHECKIN, group, school_id=1, student_id=1))
     return group
 
 

@@ -49,7 +49,7 @@ WAIT_SECONDS = 15.0
 
 
 def _checkin(group: int) -> NewEvent:
-    return NewEvent.for_group(EventType.STUDENT_CHECKIN, group, student_id=1)
+    return NewEvent.for_group(EventType.STUDENT_CHECKIN, group, school_id=1, student_id=1)
 
 
 def _until(condition: Callable[[], Any], *, seconds: float = WAIT_SECONDS, what: str) -> Any:

@@ -205,6 +205,7 @@ def test_an_id_older_than_the_retained_log_gets_one_resync_and_newer_ids_replay_
                     type="student_checkin",
                     active_group_id=HAUSAUFGABEN,
                     route_active_group_id=HAUSAUFGABEN,
+                    school_id=1,
                     data=f'{{"student_id":"{student_id}","source":"manual"}}',
                     created_at=old + timedelta(hours=offset * 12),
                 )
@@ -336,7 +337,10 @@ def test_a_stream_opens_with_headers_and_connected_then_beats_until_its_token_ex
     assert counts_open == {"total_clients": 3, "groups": {"124": 2}, "ogs_groups": {"7": 1}}
     assert counts_after_expiry["total_clients"] == 2
     assert counts_closed == {"total_clients": 0, "groups": {}, "ogs_groups": {}}
-    assert "SSE client disconnected user_id=1 reason=token_expired" in system.server.log_text()
+    assert (
+        "SSE client disconnected user_id=1 school_id=1 reason=token_expired"
+        in system.server.log_text()
+    )
 
 
 def test_the_server_stops_promptly_with_many_open_streams_and_replays_after_restart(

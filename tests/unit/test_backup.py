@@ -214,7 +214,9 @@ def _emit_events(path: Path, count: int) -> list[int]:
 
         def work(tx: Tx) -> Tx:
             for _ in range(count):
-                tx.emit(NewEvent.for_group(EventType.STUDENT_CHECKIN, 124, student_id=401))
+                tx.emit(
+                    NewEvent.for_group(EventType.STUDENT_CHECKIN, 124, school_id=1, student_id=401)
+                )
             return tx
 
         return [event.id for event in Store(engine).write_blocking(work).events]
@@ -227,7 +229,7 @@ def _replay_after(path: Path, last_event_id: int) -> list[int] | None:
     try:
         log = EventLog(engine, retention_seconds=3600)
         events = log.events_after_blocking(
-            last_event_id, active_group_ids=frozenset({124}), ogs_group_ids=frozenset()
+            last_event_id, active_group_ids=frozenset({124}), ogs_group_ids=frozenset(), school_id=1
         )
         return None if events is None else [event.id for event in events]
     finally:

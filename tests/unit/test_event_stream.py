@@ -73,7 +73,7 @@ class FakeClient:
                 await self.changed.wait()
 
 
-def checkin(id_: int) -> Event:
+def checkin(id_: int, *, school_id: int = 1) -> Event:
     return Event(
         id_,
         EventType.STUDENT_CHECKIN,
@@ -81,11 +81,12 @@ def checkin(id_: int) -> Event:
         {"student_id": str(id_), "student_name": "Max Muster", "source": "rfid"},
         AT,
         route_active_group_id=GROUP,
+        school_id=school_id,
     )
 
 
 def make_hub(**options: int) -> tuple[Hub, ServerExit]:
-    """A hub, and the server exit that closes its streams (as api/sse.py `server_exit`)."""
+    """A hub, and the server exit that closes its streams (as api/deps.py `get_server_exit`)."""
     hub, exit_ = Hub(encode=encode_event, **options), ServerExit()
     exit_.add(lambda: hub.close_all("shutdown"))
     return hub, exit_
@@ -98,18 +99,21 @@ def make_stream(
     heartbeat: float = 30.0,
     send_timeout: float = 10.0,
     expires_in: float = 3600.0,
+    staff_id: int = 1,
+    school_id: int = 1,
 ) -> EventStream:
     staff = Principal(
-        staff_id=1,
+        staff_id=staff_id,
         name="Frau Schmidt",
         email="schmidt@example.org",
         admin=False,
         expires_at=time.time() + expires_in,
-        school_id=1,
+        school_id=school_id,
     )
     return EventStream(
         hub=hub,
         staff=staff,
+        school_id=school_id,
         directory=FakeDirectory(),  # type: ignore[arg-type]
         groups=(frozenset({GROUP}), frozenset()),
         last_event_id=None,
@@ -189,6 +193,32 @@ def test_events_buffered_while_the_stream_was_busy_go_out_in_one_send() -> None:
     run(scenario)
 
 
+def test_a_stream_gets_the_events_of_its_staff_members_school_only() -> None:
+    async def scenario() -> None:
+        hub, exit_ = make_hub()
+        one, two = FakeClient(), FakeClient()
+        tasks = [
+            serve(make_stream(hub, exit_, school_id=1), one),
+            serve(make_stream(hub, exit_, staff_id=2, school_id=2), two),
+        ]
+        for client in (one, two):
+            await client.until(lambda c=client: b"event: connected" in c.body)
+
+        reached = await hub.publish(checkin(1, school_id=2))  # the same group id, school 2
+        await hub.publish(checkin(2, school_id=1))
+        await one.until(lambda: b"id: 2\n" in one.body)
+        await two.until(lambda: b"id: 1\n" in two.body)
+        exit_.fire()
+        await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+
+        assert reached == 1
+        assert hub.stats().schools == {}
+        assert b"id: 1\n" not in one.body
+        assert b"id: 2\n" not in two.body
+
+    run(scenario)
+
+
 def test_an_idle_stream_sends_a_heartbeat_comment_every_heartbeat_period() -> None:
     async def scenario() -> None:
         hub, exit_ = make_hub()
@@ -223,7 +253,7 @@ def test_a_client_that_stops_taking_bytes_is_closed_after_the_send_timeout(
     run(scenario)
 
     assert (
-        "SSE client closed reason=send_timeout user_id=1 client=10.0.0.7 timeout_s=0.05"
+        "SSE client closed reason=send_timeout user_id=1 school_id=1 client=10.0.0.7 timeout_s=0.05"
         in caplog.messages
     )
 

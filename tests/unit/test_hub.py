@@ -46,8 +46,10 @@ def make_event(
     ogs_group_id: int | None = None,
     type_: EventType = EventType.STUDENT_CHECKIN,
     at: datetime | None = None,
+    school_id: int | None = 1,
 ) -> Event:
-    """An event routed to the supervisors of `active_group_id` and leaders of `ogs_group_id`."""
+    """An event of `school_id` routed to the supervisors of `active_group_id` and leaders of
+    `ogs_group_id`."""
     return Event(
         id_,
         type_,
@@ -56,6 +58,7 @@ def make_event(
         at or datetime.now(UTC),
         route_active_group_id=active_group_id,
         route_ogs_group_id=ogs_group_id,
+        school_id=school_id,
     )
 
 
@@ -90,6 +93,7 @@ class FakeHistory:
         self,
         last_event_id: int,
         *,
+        school_id: int,
         active_group_ids: frozenset[int],
         ogs_group_ids: frozenset[int],
         admin: bool = False,
@@ -104,6 +108,7 @@ class FakeHistory:
             event
             for event in self.log
             if event.id > last_event_id
+            and event.school_id == school_id
             and (up_to is None or event.id <= up_to)
             and (
                 event.route_active_group_id in active_group_ids
@@ -120,8 +125,8 @@ def test_event_reaches_only_supervisors_of_its_active_group() -> None:
     async def scenario() -> None:
         hub = make_hub()
         async with (
-            hub.subscribe(staff_id=1, active_group_ids=[10]) as in_ten,
-            hub.subscribe(staff_id=2, active_group_ids=[20]) as in_twenty,
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as in_ten,
+            hub.subscribe(school_id=1, staff_id=2, active_group_ids=[20]) as in_twenty,
         ):
             assert await hub.publish(make_event(1, 10)) == 1
             assert await hub.publish(make_event(2, 20)) == 1
@@ -135,7 +140,9 @@ def test_event_reaches_only_supervisors_of_its_active_group() -> None:
 def test_home_group_leader_receives_checkins_of_their_students_in_any_group() -> None:
     async def scenario() -> None:
         hub = make_hub()
-        async with hub.subscribe(staff_id=1, active_group_ids=[], ogs_group_ids=[7]) as leader:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[], ogs_group_ids=[7]
+        ) as leader:
             await hub.publish(make_event(1, 10, ogs_group_id=7))
             await hub.publish(make_event(2, 20, ogs_group_id=8))
             await hub.publish(make_event(3, None, ogs_group_id=7))
@@ -145,16 +152,24 @@ def test_home_group_leader_receives_checkins_of_their_students_in_any_group() ->
     run(scenario)
 
 
-def _admin_event(id_: int) -> Event:
-    return Event(id_, EventType.DEVICE_STATUS, None, {}, datetime.now(UTC), route_admin=True)
+def _admin_event(id_: int, *, school_id: int | None = 1) -> Event:
+    return Event(
+        id_,
+        EventType.DEVICE_STATUS,
+        None,
+        {},
+        datetime.now(UTC),
+        route_admin=True,
+        school_id=school_id,
+    )
 
 
 def test_the_admins_events_reach_admin_streams_only() -> None:
     async def scenario() -> None:
         hub = make_hub()
         async with (
-            hub.subscribe(staff_id=4, active_group_ids=[], admin=True) as admin,
-            hub.subscribe(staff_id=1, active_group_ids=[10]) as supervisor,
+            hub.subscribe(school_id=1, staff_id=4, active_group_ids=[], admin=True) as admin,
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as supervisor,
         ):
             assert await hub.publish(_admin_event(1)) == 1
             await hub.publish(make_event(2, 10))
@@ -172,10 +187,12 @@ def test_a_reconnecting_admin_replays_the_admins_events_from_the_log() -> None:
         hub.last_event_id = 3  # as at start: the events are in the log, not in the ring
 
         async with hub.subscribe(
-            staff_id=4, active_group_ids=[], admin=True, last_event_id=0
+            school_id=1, staff_id=4, active_group_ids=[], admin=True, last_event_id=0
         ) as admin:
             assert await take(admin, 2) == [1, 3]
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=0) as other:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=0
+        ) as other:
             assert await take(other, 1) == [2]
 
     run(scenario)
@@ -184,7 +201,9 @@ def test_a_reconnecting_admin_replays_the_admins_events_from_the_log() -> None:
 def test_subscription_matching_both_active_and_home_group_receives_event_once() -> None:
     async def scenario() -> None:
         hub = make_hub()
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as both:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], ogs_group_ids=[7]
+        ) as both:
             recipients = await hub.publish(make_event(1, 10, ogs_group_id=7))
             await hub.publish(make_event(2, 10))
 
@@ -197,7 +216,7 @@ def test_subscription_matching_both_active_and_home_group_receives_event_once() 
 def test_subscription_in_several_groups_receives_each_of_their_events_once() -> None:
     async def scenario() -> None:
         hub = make_hub()
-        async with hub.subscribe(staff_id=1, active_group_ids=[10, 20, 30]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10, 20, 30]) as sub:
             for event_id, group_id in enumerate([10, 20, 40, 30], start=1):
                 await hub.publish(make_event(event_id, group_id))
 
@@ -210,10 +229,10 @@ def test_publish_counts_every_recipient_once_across_both_indexes() -> None:
     async def scenario() -> None:
         hub = make_hub()
         async with (
-            hub.subscribe(staff_id=1, active_group_ids=[10]),
-            hub.subscribe(staff_id=2, active_group_ids=[10], ogs_group_ids=[7]),
-            hub.subscribe(staff_id=3, active_group_ids=[], ogs_group_ids=[7]),
-            hub.subscribe(staff_id=4, active_group_ids=[20], ogs_group_ids=[8]),
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]),
+            hub.subscribe(school_id=1, staff_id=2, active_group_ids=[10], ogs_group_ids=[7]),
+            hub.subscribe(school_id=1, staff_id=3, active_group_ids=[], ogs_group_ids=[7]),
+            hub.subscribe(school_id=1, staff_id=4, active_group_ids=[20], ogs_group_ids=[8]),
         ):
             assert await hub.publish(make_event(1, 10, ogs_group_id=7)) == 3
 
@@ -243,7 +262,7 @@ def test_publish_logs_each_broadcast_with_its_recipient_count(
 ) -> None:
     async def scenario() -> None:
         hub = make_hub()
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]):
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]):
             with caplog.at_level(logging.DEBUG, logger="edge_bridge.hub"):
                 await hub.publish(make_event(1, 10, type_=EventType.ACTIVITY_END))
 
@@ -266,7 +285,9 @@ def test_publish_logs_each_broadcast_with_its_recipient_count(
 def test_leaving_the_context_unregisters_and_stats_return_to_zero() -> None:
     async def scenario() -> None:
         hub = make_hub()
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], ogs_group_ids=[7]
+        ) as sub:
             assert hub.stats().total_clients == 1
 
         stats = hub.stats()
@@ -281,7 +302,7 @@ def test_leaving_the_context_by_an_exception_still_unregisters() -> None:
     async def scenario() -> None:
         hub = make_hub()
         with pytest.raises(ZeroDivisionError):
-            async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
                 _ = 1 / 0
 
         assert hub.stats().total_clients == 0
@@ -296,7 +317,7 @@ def test_cancelling_the_reader_unregisters_its_subscription() -> None:
         entered = asyncio.Event()
 
         async def read_forever() -> None:
-            async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+            async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
                 entered.set()
                 async for _ in sub:
                     pass
@@ -318,8 +339,8 @@ def test_unregister_is_idempotent_and_keeps_the_first_reason() -> None:
     async def scenario() -> None:
         hub = make_hub()
         async with (
-            hub.subscribe(staff_id=1, active_group_ids=[10]) as sub,
-            hub.subscribe(staff_id=2, active_group_ids=[10]),
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub,
+            hub.subscribe(school_id=1, staff_id=2, active_group_ids=[10]),
         ):
             sub.close("token_expired")
             sub.close("again")
@@ -334,7 +355,9 @@ def test_unregister_is_idempotent_and_keeps_the_first_reason() -> None:
 def test_subscribe_and_unsubscribe_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         hub = make_hub()
-        async with hub.subscribe(staff_id=3, active_group_ids=[20, 10], ogs_group_ids=[7]):
+        async with hub.subscribe(
+            school_id=1, staff_id=3, active_group_ids=[20, 10], ogs_group_ids=[7]
+        ):
             pass
 
     with caplog.at_level(logging.INFO, logger="edge_bridge.hub"):
@@ -342,10 +365,13 @@ def test_subscribe_and_unsubscribe_are_logged_at_info(caplog: pytest.LogCaptureF
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (
             logging.INFO,
-            "SSE client connected user_id=3 subscribed_groups=[10, 20] ogs_groups=[7]"
+            "SSE client connected user_id=3 school_id=1 subscribed_groups=[10, 20] ogs_groups=[7]"
             " total_clients=1",
         ),
-        (logging.INFO, "SSE client disconnected user_id=3 reason=closed total_clients=0"),
+        (
+            logging.INFO,
+            "SSE client disconnected user_id=3 school_id=1 reason=closed total_clients=0",
+        ),
     ]
 
 
@@ -353,8 +379,8 @@ def test_stats_count_subscribers_per_active_and_home_group() -> None:
     async def scenario() -> None:
         hub = make_hub()
         async with (
-            hub.subscribe(staff_id=1, active_group_ids=[10, 20], ogs_group_ids=[7]),
-            hub.subscribe(staff_id=2, active_group_ids=[10]),
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10, 20], ogs_group_ids=[7]),
+            hub.subscribe(school_id=1, staff_id=2, active_group_ids=[10]),
         ):
             stats = hub.stats()
 
@@ -374,8 +400,8 @@ def test_full_buffer_closes_only_the_slow_subscription_and_logs_once(
     async def scenario() -> None:
         hub = make_hub(buffer_bytes=3 * FRAME_BYTES)
         async with (
-            hub.subscribe(staff_id=1, active_group_ids=[10]) as slow,
-            hub.subscribe(staff_id=2, active_group_ids=[10]) as reader,
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as slow,
+            hub.subscribe(school_id=1, staff_id=2, active_group_ids=[10]) as reader,
         ):
             for event_id in range(1, 7):
                 await hub.publish(make_event(event_id, 10))
@@ -390,16 +416,19 @@ def test_full_buffer_closes_only_the_slow_subscription_and_logs_once(
         run(scenario)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
-        "SSE client closed slow=True reason=buffer_full staff_id=1 buffered=3"
+        "SSE client closed slow=True reason=buffer_full staff_id=1 school_id=1 buffered=3"
         " buffered_bytes=300 offered_bytes=100 limit_bytes=300"
     ]
-    assert "SSE client disconnected user_id=1 reason=slow total_clients=1" in caplog.messages
+    assert (
+        "SSE client disconnected user_id=1 school_id=1 reason=slow total_clients=1"
+        in caplog.messages
+    )
 
 
 def test_slow_subscription_ends_immediately_without_its_buffered_events() -> None:
     async def scenario() -> None:
         hub = make_hub(buffer_bytes=2 * FRAME_BYTES)
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as slow:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as slow:
             for event_id in range(1, 4):
                 await hub.publish(make_event(event_id, 10))
 
@@ -418,7 +447,7 @@ def test_slow_subscription_wakes_a_waiting_reader_which_then_ends() -> None:
             got_first.set()
             return first + await drain(sub)  # waits: the buffer is empty now
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
             reader = asyncio.create_task(read(sub))
             await hub.publish(make_event(1, 10))
             async with asyncio.timeout(WAIT_SECONDS):
@@ -436,7 +465,9 @@ def test_slow_subscription_wakes_a_waiting_reader_which_then_ends() -> None:
 def test_slow_subscription_in_both_indexes_is_closed_once() -> None:
     async def scenario() -> None:
         hub = make_hub(buffer_bytes=1 * FRAME_BYTES)
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], ogs_group_ids=[7]
+        ) as sub:
             await hub.publish(make_event(1, 10, ogs_group_id=7))
             recipients = await hub.publish(make_event(2, 10, ogs_group_id=7))
 
@@ -455,7 +486,7 @@ def test_publish_does_not_raise_when_logging_fails() -> None:
 
     async def scenario() -> None:
         hub = make_hub(logger=BrokenLogger("broken"))
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
             await hub.publish(make_event(1, 10))
 
             assert await take(sub, 1) == [1]
@@ -472,7 +503,9 @@ def test_reconnect_replays_missed_events_of_its_groups_from_the_ring_then_live()
         for event_id, group_id in enumerate([10, 20, 10, 10, 20], start=1):
             await hub.publish(make_event(event_id, group_id))
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=1) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=1
+        ) as sub:
             await hub.publish(make_event(6, 10))
 
             assert await take(sub, 3) == [3, 4, 6]
@@ -489,7 +522,9 @@ def test_reconnect_replays_from_history_when_the_ring_no_longer_covers_it() -> N
         for event in log:
             await hub.publish(event)
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=4) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=4
+        ) as sub:
             await hub.publish(make_event(11, 10))
 
             assert await take(sub, 7) == [5, 6, 7, 8, 9, 10, 11]
@@ -504,7 +539,9 @@ def test_reconnect_after_restart_asks_history_although_the_ring_is_empty() -> No
         hub = make_hub(history=history)
         hub.last_event_id = 5  # as the bridge sets it from the log on start
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=3) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=3
+        ) as sub:
             await hub.publish(make_event(6, 10))
 
             assert await take(sub, 3) == [4, 5, 6]
@@ -530,7 +567,9 @@ def test_events_published_during_the_history_read_arrive_once_without_a_gap(
                 await hub.publish(event)
 
         history.before_read = publish_while_reading
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=3) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=3
+        ) as sub:
             await hub.publish(make_event(14, 10))
 
             assert await take(sub, 11) == list(range(4, 15))
@@ -545,7 +584,9 @@ def test_live_events_during_a_long_replay_do_not_close_the_client_as_slow() -> N
         for event_id in range(1, 21):
             await hub.publish(make_event(event_id, 10))
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=0) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=0
+        ) as sub:
             await hub.publish(make_event(21, 10))
 
             assert await take(sub, 21) == list(range(1, 22))
@@ -560,7 +601,9 @@ def test_buffer_after_a_replay_stays_bounded() -> None:
         for event_id in range(1, 6):
             await hub.publish(make_event(event_id, 10))
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=0) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=0
+        ) as sub:
             for event_id in range(6, 20):
                 await hub.publish(make_event(event_id, 10))
 
@@ -575,7 +618,9 @@ def test_buffer_size_applies_again_once_the_replay_is_consumed() -> None:
         for event_id in range(1, 6):
             await hub.publish(make_event(event_id, 10))
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=0) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=0
+        ) as sub:
             assert await take(sub, 5) == [1, 2, 3, 4, 5]
             for event_id in range(6, 9):
                 await hub.publish(make_event(event_id, 10))
@@ -592,7 +637,9 @@ def test_history_without_the_id_yields_one_resync_then_live_events() -> None:
         for event in log:
             await hub.publish(event)
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=2) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=2
+        ) as sub:
             await hub.publish(make_event(11, 10))
             resync = await next_event(sub)
 
@@ -609,7 +656,9 @@ def test_uncovered_id_without_history_yields_resync() -> None:
         for event_id in range(1, 6):
             await hub.publish(make_event(event_id, 10))
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=1) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=1
+        ) as sub:
             resync = await next_event(sub)
 
             assert (resync.type, resync.id) == (EventType.RESYNC, 5)
@@ -626,7 +675,9 @@ def test_last_event_id_beyond_the_newest_id_gets_one_resync_then_live_events(
         for event_id in range(1, 6):
             await hub.publish(make_event(event_id, 10))
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=99) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=99
+        ) as sub:
             await hub.publish(make_event(6, 10))
             resync = await next_event(sub)
 
@@ -646,7 +697,9 @@ def test_history_failure_propagates_and_unregisters() -> None:
         hub = make_hub(history=FailingHistory([]))
         hub.last_event_id = 5
         with pytest.raises(ConnectionError):
-            async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=3):
+            async with hub.subscribe(
+                school_id=1, staff_id=1, active_group_ids=[10], last_event_id=3
+            ):
                 pass
 
         assert hub.stats().total_clients == 0
@@ -661,9 +714,9 @@ def test_update_staff_moves_every_open_subscription_of_that_staff_member() -> No
     async def scenario() -> None:
         hub = make_hub()
         async with (
-            hub.subscribe(staff_id=1, active_group_ids=[10]) as tab_one,
-            hub.subscribe(staff_id=1, active_group_ids=[10]) as tab_two,
-            hub.subscribe(staff_id=2, active_group_ids=[10]) as colleague,
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as tab_one,
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as tab_two,
+            hub.subscribe(school_id=1, staff_id=2, active_group_ids=[10]) as colleague,
         ):
             hub.update_staff(1, active_group_ids=[20], ogs_group_ids=[7])
             await hub.publish(make_event(1, 10))
@@ -682,7 +735,9 @@ def test_update_staff_moves_every_open_subscription_of_that_staff_member() -> No
 def test_set_groups_updates_indexes_and_drops_empty_groups() -> None:
     async def scenario() -> None:
         hub = make_hub()
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], ogs_group_ids=[7]) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], ogs_group_ids=[7]
+        ) as sub:
             sub.set_groups([20, 30], [])
 
             assert hub.stats().groups == {20: 1, 30: 1}
@@ -714,7 +769,7 @@ def test_close_all_ends_every_subscription_promptly() -> None:
         ready = asyncio.Barrier(4)
 
         async def read(staff_id: int) -> str | None:
-            async with hub.subscribe(staff_id=staff_id, active_group_ids=[10]) as sub:
+            async with hub.subscribe(school_id=1, staff_id=staff_id, active_group_ids=[10]) as sub:
                 await ready.wait()
                 async for _ in sub:
                     pass
@@ -736,7 +791,7 @@ def test_a_new_subscription_resumes_after_the_last_event_published_before_it() -
     async def scenario() -> None:
         hub = make_hub()
         await hub.publish(make_event(7, 10))
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
             await hub.publish(make_event(8, 10))
 
             assert sub.start_after_id == 7
@@ -750,7 +805,9 @@ def test_a_replaying_subscription_resumes_after_the_id_it_asked_for() -> None:
         hub = make_hub()
         for event_id in (1, 2, 3):
             await hub.publish(make_event(event_id, 10))
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=1) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=1
+        ) as sub:
             assert sub.start_after_id == 1
             assert await take(sub, 2) == [2, 3]
 
@@ -771,7 +828,7 @@ def test_hub_rejects_a_limit_below_one(option: str) -> None:
 def test_a_burst_of_many_small_events_in_one_turn_does_not_close_a_reading_stream() -> None:
     async def scenario() -> None:
         hub = make_hub(buffer_bytes=1_048_576)
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
             for event_id in range(1, 1501):  # one commit's worth, before the reader runs
                 await hub.publish(make_event(event_id, 10))
 
@@ -789,7 +846,7 @@ def test_the_bound_counts_bytes_so_one_large_frame_overflows_where_small_ones_fi
 
     async def scenario() -> None:
         hub = make_hub(buffer_bytes=1000)
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
             for event_id in range(1, 9):
                 await hub.publish(make_event(event_id, 10))  # 800 bytes held
             held = sub.buffered_bytes
@@ -801,7 +858,7 @@ def test_the_bound_counts_bytes_so_one_large_frame_overflows_where_small_ones_fi
     with caplog.at_level(logging.WARNING, logger="edge_bridge.hub"):
         run(scenario)
     assert caplog.messages == [
-        "SSE client closed slow=True reason=buffer_full staff_id=1 buffered=8"
+        "SSE client closed slow=True reason=buffer_full staff_id=1 school_id=1 buffered=8"
         " buffered_bytes=800 offered_bytes=250 limit_bytes=1000"
     ]
 
@@ -809,7 +866,7 @@ def test_the_bound_counts_bytes_so_one_large_frame_overflows_where_small_ones_fi
 def test_bytes_taken_by_the_stream_make_room_for_more() -> None:
     async def scenario() -> None:
         hub = make_hub(buffer_bytes=3 * FRAME_BYTES)
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
             for event_id in range(1, 31):
                 await hub.publish(make_event(event_id, 10))
                 if event_id % 3 == 0:
@@ -831,8 +888,8 @@ def test_every_stream_shares_one_encoded_frame_per_event() -> None:
     async def scenario() -> None:
         hub = Hub(encode=counting_encode)
         async with (
-            hub.subscribe(staff_id=1, active_group_ids=[10]) as one,
-            hub.subscribe(staff_id=2, active_group_ids=[10], ogs_group_ids=[7]) as two,
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as one,
+            hub.subscribe(school_id=1, staff_id=2, active_group_ids=[10], ogs_group_ids=[7]) as two,
         ):
             await hub.publish(make_event(1, 10, ogs_group_id=7))
 
@@ -848,7 +905,7 @@ def test_every_stream_shares_one_encoded_frame_per_event() -> None:
 def test_read_joins_the_buffered_frames_up_to_max_bytes_and_returns_empty_once_closed() -> None:
     async def scenario() -> None:
         hub = make_hub()
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
             for event_id in range(1, 6):
                 await hub.publish(make_event(event_id, 10))
 
@@ -872,7 +929,7 @@ def test_a_frame_larger_than_max_bytes_is_still_read_alone(
 
     async def scenario() -> None:
         hub = make_hub()
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
             await hub.publish(make_event(1, 10))
             await hub.publish(make_event(2, 10))
 
@@ -898,8 +955,12 @@ def test_an_id_whose_next_event_is_older_than_the_retention_gets_resync_from_the
             await hub.publish(make_event(event_id, 10, at=now))
 
         async with (
-            hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=1) as too_old,
-            hub.subscribe(staff_id=2, active_group_ids=[10], last_event_id=3) as recent,
+            hub.subscribe(
+                school_id=1, staff_id=1, active_group_ids=[10], last_event_id=1
+            ) as too_old,
+            hub.subscribe(
+                school_id=1, staff_id=2, active_group_ids=[10], last_event_id=3
+            ) as recent,
         ):
             resync = await next_event(too_old)
 
@@ -919,10 +980,10 @@ def test_a_stream_beyond_the_per_staff_limit_closes_that_staff_members_oldest(
     async def scenario() -> None:
         hub = make_hub(max_streams_per_staff=2)
         async with (
-            hub.subscribe(staff_id=1, active_group_ids=[10]) as oldest,
-            hub.subscribe(staff_id=2, active_group_ids=[10]) as colleague,
-            hub.subscribe(staff_id=1, active_group_ids=[10]) as second,
-            hub.subscribe(staff_id=1, active_group_ids=[10]) as newest,
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as oldest,
+            hub.subscribe(school_id=1, staff_id=2, active_group_ids=[10]) as colleague,
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as second,
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as newest,
         ):
             await hub.publish(make_event(1, 10))
 
@@ -941,8 +1002,8 @@ def test_a_stream_beyond_the_per_staff_limit_closes_that_staff_members_oldest(
 def test_the_hub_is_full_at_max_streams_and_has_room_again_when_one_closes() -> None:
     async def scenario() -> None:
         hub = make_hub(max_streams=2)
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]):
-            async with hub.subscribe(staff_id=2, active_group_ids=[10]):
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]):
+            async with hub.subscribe(school_id=1, staff_id=2, active_group_ids=[10]):
                 full = hub.is_full()
             after_one_closed = hub.is_full()
 
@@ -960,7 +1021,9 @@ def test_a_replay_from_the_ring_beyond_the_replay_limit_is_one_resync(
         for event_id in range(1, missed + 1):
             await hub.publish(make_event(event_id, 10))
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=0) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=0
+        ) as sub:
             first = await next_event(sub)
 
             assert first.type == (EventType.RESYNC if resyncs else EventType.STUDENT_CHECKIN)
@@ -992,7 +1055,7 @@ def test_a_reconnect_storm_reads_the_history_a_few_at_a_time_and_every_client_re
 
         async def reconnect(staff_id: int) -> list[int]:
             async with hub.subscribe(
-                staff_id=staff_id, active_group_ids=[10], last_event_id=4
+                school_id=1, staff_id=staff_id, active_group_ids=[10], last_event_id=4
             ) as sub:
                 return await take(sub, 6)
 
@@ -1019,7 +1082,7 @@ def test_a_reconnect_storm_reads_the_history_a_few_at_a_time_and_every_client_re
 def test_an_event_at_or_below_the_newest_id_is_ignored_not_delivered_twice() -> None:
     async def scenario() -> None:
         hub = make_hub()
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
             await hub.publish(make_event(1, 10))
             await hub.publish(make_event(2, 10))
 
@@ -1041,7 +1104,7 @@ def test_advance_moves_the_position_past_ids_routed_to_no_stream() -> None:
 
         hub.advance(4)  # 2..4: internal rows the tail read
         hub.advance(3)  # never backwards
-        async with hub.subscribe(staff_id=1, active_group_ids=[10]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10]) as sub:
             await hub.publish(make_event(5, 10))
 
             assert hub.last_event_id == 5
@@ -1063,7 +1126,9 @@ def test_a_last_event_id_just_ahead_of_the_feed_waits_for_it_and_gets_no_repeats
 
         # The client saw 2 and 3 on another instance; this one's feed has only 1 so far.
         feeder = asyncio.create_task(feed())
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=3) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=3
+        ) as sub:
             assert await take(sub, 1) == [4]
             assert hub.stats().resyncs == 0
         await feeder
@@ -1076,7 +1141,9 @@ def test_a_last_event_id_the_feed_never_reaches_gets_a_resync_after_the_wait() -
         hub = make_hub(history=FakeHistory([]), catch_up_wait_seconds=0.05)
         await hub.publish(make_event(1, 10))
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=99) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=99
+        ) as sub:
             resync = await next_event(sub)
 
             assert (resync.type, resync.id) == (EventType.RESYNC, 1)
@@ -1093,7 +1160,9 @@ def test_a_history_replay_stops_at_the_hubs_position_and_newer_events_come_live_
         for event in log[:5]:
             await hub.publish(event)
 
-        async with hub.subscribe(staff_id=1, active_group_ids=[10], last_event_id=2) as sub:
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], last_event_id=2
+        ) as sub:
             await hub.publish(log[5])
 
             assert await take(sub, 4) == [3, 4, 5, 6]
@@ -1107,7 +1176,7 @@ def test_a_read_with_a_deadline_returns_none_once_it_passed_with_nothing_buffere
     async def scenario() -> None:
         hub = make_hub()
         loop = asyncio.get_running_loop()
-        async with hub.subscribe(staff_id=1, active_group_ids=[1]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[1]) as sub:
             until = loop.time() + 0.02
 
             timed_out = await asyncio.wait_for(sub.read(65_536, until=until), 2)
@@ -1125,7 +1194,7 @@ def test_reads_waiting_for_the_same_deadline_arm_one_timer() -> None:
     async def scenario() -> None:
         hub = make_hub()
         loop = asyncio.get_running_loop()
-        async with hub.subscribe(staff_id=1, active_group_ids=[1]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[1]) as sub:
             until = loop.time() + 60
 
             def armed() -> int:
@@ -1140,5 +1209,191 @@ def test_reads_waiting_for_the_same_deadline_arm_one_timer() -> None:
             after = armed()
 
             assert after == timers + 1
+
+    run(scenario)
+
+
+# Schools: the school is part of every subscription key
+
+
+def test_an_event_of_another_school_never_reaches_a_stream_whose_groups_match_its_route_ids() -> (
+    None
+):
+    async def scenario() -> None:
+        hub = make_hub()
+        async with (
+            hub.subscribe(
+                school_id=1, staff_id=1, active_group_ids=[10], ogs_group_ids=[7], admin=True
+            ) as school_one,
+            hub.subscribe(school_id=2, staff_id=2, active_group_ids=[10], ogs_group_ids=[7]) as two,
+        ):
+            reached = await hub.publish(make_event(1, 10, ogs_group_id=7, school_id=2))
+            await hub.publish(make_event(2, None, ogs_group_id=7, school_id=2))
+            await hub.publish(make_event(3, 10, school_id=1))
+
+            assert reached == 1
+            assert await take(two, 2) == [1, 2]
+            assert await take(school_one, 1) == [3]  # its own school's next event, no other
+
+    run(scenario)
+
+
+def test_a_stream_that_changes_groups_stays_in_its_school() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        async with hub.subscribe(school_id=2, staff_id=2, active_group_ids=[20]) as sub:
+            hub.update_staff(2, active_group_ids=[30], ogs_group_ids=[8])
+            not_its_school = await hub.publish(make_event(1, 30, ogs_group_id=8, school_id=1))
+            await hub.publish(make_event(2, 30, school_id=2))
+
+            assert not_its_school == 0
+            assert await take(sub, 1) == [2]
+            assert hub.stats(school_id=2).groups == {30: 1}
+            assert hub.stats(school_id=1).groups == {}
+
+    run(scenario)
+
+
+def test_a_ring_replay_holds_only_the_streams_own_school() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        for event_id, school_id in enumerate([2, 1, 2, 2, 1], start=1):
+            await hub.publish(make_event(event_id, 10, ogs_group_id=7, school_id=school_id))
+        await hub.publish(_admin_event(6, school_id=2))
+
+        async with hub.subscribe(
+            school_id=1,
+            staff_id=1,
+            active_group_ids=[10],
+            ogs_group_ids=[7],
+            admin=True,
+            last_event_id=0,
+        ) as sub:
+            await hub.publish(make_event(7, 10, school_id=1))
+
+            assert await take(sub, 3) == [2, 5, 7]
+            assert hub.stats().resyncs == 0
+
+    run(scenario)
+
+
+def test_a_log_replay_asks_for_the_streams_school_and_drops_any_other_schools_event() -> None:
+    class CarelessHistory(FakeHistory):
+        """Answers with every event after the id, whatever school it was asked for."""
+
+        def __init__(self, log: list[Event]) -> None:
+            super().__init__(log)
+            self.schools: list[int] = []
+
+        async def events_after(
+            self, last_event_id: int, *, school_id: int, **_routes: Any
+        ) -> list[Event] | None:
+            self.schools.append(school_id)
+            return [event for event in self.log if event.id > last_event_id]
+
+    async def scenario() -> None:
+        log = [
+            make_event(1, 10, school_id=1),
+            make_event(2, 10, school_id=2),
+            _admin_event(3, school_id=1),
+            make_event(4, None, ogs_group_id=7, school_id=1),
+            make_event(5, 10, school_id=2),
+        ]
+        history = CarelessHistory(log)
+        hub = make_hub(history=history)
+        hub.last_event_id = 5  # as at start: the events are in the log, not in the ring
+
+        async with hub.subscribe(
+            school_id=2,
+            staff_id=2,
+            active_group_ids=[10],
+            ogs_group_ids=[7],
+            admin=True,
+            last_event_id=0,
+        ) as sub:
+            await hub.publish(make_event(6, 10, school_id=2))
+
+            assert await take(sub, 3) == [2, 5, 6]
+            assert history.schools == [2]
+
+    run(scenario)
+
+
+def test_an_admin_gets_the_admins_events_of_their_own_school_only() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        async with (
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[], admin=True) as admin_one,
+            hub.subscribe(school_id=2, staff_id=2, active_group_ids=[], admin=True) as admin_two,
+        ):
+            status_two = await hub.publish(_admin_event(1, school_id=2))
+            occupancy = Event(
+                2,
+                EventType.OCCUPANCY,
+                None,
+                {},
+                datetime.now(UTC),
+                route_admin=True,
+                school_id=2,
+            )
+            occupancy_two = await hub.publish(occupancy)
+            await hub.publish(_admin_event(3, school_id=1))
+
+            assert (status_two, occupancy_two) == (1, 1)
+            assert await take(admin_two, 2) == [1, 2]
+            assert await take(admin_one, 1) == [3]
+
+    run(scenario)
+
+
+def test_an_event_without_a_school_reaches_no_stream_live_or_replayed() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        async with hub.subscribe(
+            school_id=1, staff_id=1, active_group_ids=[10], ogs_group_ids=[7], admin=True
+        ) as live:
+            reached = [
+                await hub.publish(make_event(1, 10, ogs_group_id=7, school_id=None)),
+                await hub.publish(_admin_event(2, school_id=None)),
+            ]
+            await hub.publish(make_event(3, 10))
+            assert reached == [0, 0]
+            assert await take(live, 1) == [3]
+
+        async with hub.subscribe(
+            school_id=1,
+            staff_id=1,
+            active_group_ids=[10],
+            ogs_group_ids=[7],
+            admin=True,
+            last_event_id=0,
+        ) as replayed:
+            await hub.publish(make_event(4, 10))
+            assert await take(replayed, 2) == [3, 4]
+
+    run(scenario)
+
+
+def test_stats_count_streams_per_school_and_one_schools_view_counts_only_that_school() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        async with (
+            hub.subscribe(school_id=1, staff_id=1, active_group_ids=[10], ogs_group_ids=[7]),
+            hub.subscribe(school_id=1, staff_id=3, active_group_ids=[10]),
+            hub.subscribe(school_id=2, staff_id=2, active_group_ids=[10, 20], ogs_group_ids=[8]),
+        ):
+            whole, one, two = hub.stats(), hub.stats(school_id=1), hub.stats(school_id=2)
+            async with hub.subscribe(school_id=3, staff_id=4, active_group_ids=[]):
+                with_three = hub.stats().schools
+        after = hub.stats()
+
+        assert (whole.total_clients, whole.schools) == (3, {1: 2, 2: 1})
+        assert (whole.groups, whole.ogs_groups) == ({10: 3, 20: 1}, {7: 1, 8: 1})
+        assert (one.total_clients, one.groups, one.ogs_groups) == (2, {10: 2}, {7: 1})
+        assert one.schools == {1: 2}
+        assert (two.total_clients, two.groups, two.ogs_groups) == (1, {10: 1, 20: 1}, {8: 1})
+        assert with_three == {1: 2, 2: 1, 3: 1}
+        assert (after.total_clients, after.schools, after.groups) == (0, {}, {})
+        assert hub.stats(school_id=5).total_clients == 0
 
     run(scenario)

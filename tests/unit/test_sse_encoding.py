@@ -32,6 +32,7 @@ def make_event(
         {"student_id": "456", "student_name": name, "source": "rfid"},
         AT,
         route_active_group_id=123,
+        school_id=1,
     )
 
 
@@ -69,7 +70,7 @@ def test_events_with_the_same_id_are_encoded_from_their_own_content() -> None:
 def test_the_hub_streams_the_frames_of_this_encoder() -> None:
     async def scenario() -> bytes:
         hub = Hub(encode=encode_event)
-        async with hub.subscribe(staff_id=1, active_group_ids=[123]) as sub:
+        async with hub.subscribe(school_id=1, staff_id=1, active_group_ids=[123]) as sub:
             await hub.publish(make_event(900_005))
             async with asyncio.timeout(2):
                 return await sub.read(65_536)

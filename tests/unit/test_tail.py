@@ -50,10 +50,14 @@ def _tail(
     return EventTail(engine, announcer, eventlog=log, batch=batch, clock=clock or FakeClock())
 
 
-def _emit(store: Store, *groups: int) -> list[int]:
+def _emit(store: Store, *groups: int, school_id: int = 1) -> list[int]:
     def work(tx):  # type: ignore[no-untyped-def]
         for group in groups:
-            tx.emit(NewEvent.for_group(EventType.STUDENT_CHECKIN, group, student_id=1))
+            tx.emit(
+                NewEvent.for_group(
+                    EventType.STUDENT_CHECKIN, group, school_id=school_id, student_id=1
+                )
+            )
 
     return [event.id for event in store.commit_blocking(work).events]
 
@@ -78,6 +82,18 @@ def test_overlapping_reads_hand_each_event_over_once_in_id_order(engine: Engine)
     assert [event.id for event in broadcaster.events] == first + second
     assert tail.last_seen == second[-1]
     assert broadcaster.position == second[-1]
+
+
+def test_events_read_from_the_log_carry_their_school(engine: Engine) -> None:
+    store, broadcaster = Store(engine), RecordingBroadcaster()
+    tail = _tail(engine, broadcaster)
+    school_two = _emit(store, 10, 20, school_id=2)
+    school_one = _emit(store, 10)
+
+    _step(tail)
+
+    handed = [(event.id, event.school_id) for event in broadcaster.events]
+    assert handed == [(school_two[0], 2), (school_two[1], 2), (school_one[0], 1)]
 
 
 def test_a_full_batch_is_followed_by_more_reads_that_skip_nothing(engine: Engine) -> None:
