@@ -1,19 +1,38 @@
-"""Request and response bodies of the REST API; every id goes out as a string."""
+"""Request and response bodies of the REST API; every id goes out as a string.
+
+Responses are built from the query results of `edge_bridge/queries/` (frozen dataclasses
+with integer ids) by `Model.model_validate(row)`: the response models read attributes
+(`from_attributes`), and an `IdStr` field turns an integer id into its string.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_serializer,
+)
 
 from edge_bridge.wire import format_ts
 
-IdStr = str
+
+def _id_text(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+IdStr = Annotated[str, BeforeValidator(_id_text)]  # an id as the API shows it: a string
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     @field_serializer("*", when_used="json-unless-none", check_fields=False)
     def _times(self, value: object) -> object:
         return format_ts(value) if isinstance(value, datetime) else value
@@ -117,7 +136,7 @@ class ManualResult(BaseModel):
     active_group_id: IdStr
 
 
-class OgsGroupPublic(BaseModel):
+class OgsGroupPublic(_Out):
     """A home group as listed in `/api/me`."""
 
     id: IdStr
@@ -163,7 +182,7 @@ class DevicePublic(_Out):
     rejected_today: int = 0
 
 
-class RoomPublic(BaseModel):
+class RoomPublic(_Out):
     """A room and the activity running there, if any."""
 
     id: IdStr
@@ -172,7 +191,7 @@ class RoomPublic(BaseModel):
     student_count: int = 0  # children checked in there now
 
 
-class StudentPublic(BaseModel):
+class StudentPublic(_Out):
     """A student for search results."""
 
     student_id: IdStr
@@ -180,7 +199,7 @@ class StudentPublic(BaseModel):
     ogs_group_id: IdStr | None = None
 
 
-class StudentTag(BaseModel):
+class StudentTag(_Out):
     """Admin only: a student's tag, for the simulator."""
 
     student_id: IdStr

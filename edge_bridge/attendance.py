@@ -4,21 +4,20 @@ Built from the visits of one local day (the school's time zone): a child's stays
 each with who opened and closed it (a reader, a staff member, or the system at day end).
 Arrival is the first stay's entry, departure the last stay's exit once every stay is closed.
 Only children with at least one visit that day appear; a day without data is an empty list.
+
+Pure: the rows come from `edge_bridge/queries/office.py`, which reads one school's day.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
-from sqlmodel import Session, col, select
+from edge_bridge.models import ActiveGroup, Room, Student, Visit
 
-from edge_bridge.models import ActiveGroup, OgsGroup, Room, Staff, Student, Visit
-from edge_bridge.schoolday import day_bounds
-
-_Row = tuple[Visit, Student, ActiveGroup, Room]
+VisitRow = tuple[Visit, Student, ActiveGroup, Room]
+"""One visit with its child, its active group and that group's room."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,48 +93,45 @@ class AttendanceRecord:
         return None if self.present else self.stays[-1].exit_reason
 
 
-def attendance_for_day(
-    session: Session,
+def build_records(
+    rows: Iterable[VisitRow],
     *,
-    day: date,
-    tz: ZoneInfo,
-    ogs_group_id: int | None = None,
-    room_id: int | None = None,
+    staff_names: Mapping[int, str],
+    home_groups: Mapping[int, str],
 ) -> list[AttendanceRecord]:
-    """The record of `day`, by child name; filtered by home group and by a room visited."""
-    start, end = day_bounds(day, tz)
-    query = (
-        select(Visit, Student, ActiveGroup, Room)
-        .join(Student, col(Student.id) == col(Visit.student_id))
-        .join(ActiveGroup, col(ActiveGroup.id) == col(Visit.active_group_id))
-        .join(Room, col(Room.id) == col(ActiveGroup.room_id))
-        .where(col(Visit.entry_time) >= start, col(Visit.entry_time) < end)
-        .order_by(col(Student.last_name), col(Student.first_name), col(Student.id))
-        .order_by(col(Visit.entry_time), col(Visit.id))
-    )
-    if ogs_group_id is not None:
-        query = query.where(Student.ogs_group_id == ogs_group_id)
-    rows = session.exec(query).all()
-    staff_names = _staff_names(session, rows)
-    home_groups = _home_group_names(session, rows)
+    """One record per child from the day's visits, in the order the rows come (by child,
+    then entry time); `staff_names` and `home_groups` name the ids the visits refer to."""
     records: dict[int, AttendanceRecord] = {}
     for visit, student, group, room in rows:
         record = records.get(student.id)
         if record is None:
+            home = student.ogs_group_id
             record = records[student.id] = AttendanceRecord(
                 student.id,
                 student.display_name,
-                student.ogs_group_id,
-                home_groups.get(student.ogs_group_id) if student.ogs_group_id else None,
+                home,
+                home_groups.get(home) if home is not None else None,
             )
         record.stays.append(_stay(visit, group, room, staff_names))
-    result = list(records.values())
-    if room_id is not None:
-        result = [r for r in result if any(stay.room_id == room_id for stay in r.stays)]
-    return result
+    return list(records.values())
 
 
-def _stay(visit: Visit, group: ActiveGroup, room: Room, staff_names: dict[int, str]) -> Stay:
+def staff_ids_of(rows: Iterable[VisitRow]) -> set[int]:
+    """The staff members who opened or closed one of these visits."""
+    return {
+        staff_id
+        for visit, *_ in rows
+        for staff_id in (visit.entry_staff_id, visit.exit_staff_id)
+        if staff_id is not None
+    }
+
+
+def home_group_ids_of(rows: Iterable[VisitRow]) -> set[int]:
+    """The home groups of the children of these visits."""
+    return {student.ogs_group_id for _, student, *_ in rows if student.ogs_group_id is not None}
+
+
+def _stay(visit: Visit, group: ActiveGroup, room: Room, staff_names: Mapping[int, str]) -> Stay:
     entered = ActorRef(
         visit.entry_source,
         visit.entry_device_id,
@@ -160,25 +156,4 @@ def _stay(visit: Visit, group: ActiveGroup, room: Room, staff_names: dict[int, s
         entered_by=entered,
         left_by=left,
         exit_reason=visit.exit_reason,
-    )
-
-
-def _staff_names(session: Session, rows: Sequence[_Row]) -> dict[int, str]:
-    ids = {
-        staff_id
-        for visit, *_ in rows
-        for staff_id in (visit.entry_staff_id, visit.exit_staff_id)
-        if staff_id is not None
-    }
-    if not ids:
-        return {}
-    return dict(session.exec(select(Staff.id, Staff.name).where(col(Staff.id).in_(ids))).all())
-
-
-def _home_group_names(session: Session, rows: Sequence[_Row]) -> dict[int, str]:
-    ids = {student.ogs_group_id for _, student, *_ in rows if student.ogs_group_id is not None}
-    if not ids:
-        return {}
-    return dict(
-        session.exec(select(OgsGroup.id, OgsGroup.name).where(col(OgsGroup.id).in_(ids))).all()
     )

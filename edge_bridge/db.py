@@ -118,6 +118,16 @@ def migrate(engine: Engine) -> None:
     logger.info("Database at latest revision url=%s", engine.url.render_as_string())
 
 
+def ping(engine: Engine) -> bool:
+    """Whether a fresh connection answers `SELECT 1` (for /ready)."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 

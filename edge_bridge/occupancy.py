@@ -2,20 +2,21 @@
 
 The day's curve per room is a step function built from the visits that overlap the day:
 each entry adds one, each exit takes one away, in time order. Its last point is the count
-now (for today) or at the end of the day.
+now (for today) or at the end of the day. The office view reads one school's rooms and
+visits for it in `edge_bridge/queries/office.py`; the live counts here serve the admins'
+events and the room list, each for one school.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
-from sqlmodel import Session, col, func, or_, select
+from sqlmodel import Session, col, func, select
 
 from edge_bridge.events import EventType, NewEvent
 from edge_bridge.models import ActiveGroup, Room, Visit
-from edge_bridge.schoolday import day_bounds
 
 
 @dataclass(slots=True)
@@ -65,33 +66,26 @@ def occupancy_events(session: Session, room_ids: set[int]) -> list[NewEvent]:
     return events
 
 
-def occupancy_for_day(
-    session: Session, *, day: date, tz: ZoneInfo, now: datetime
+def occupancy_curves(
+    rooms: Iterable[tuple[int, str]],
+    visits: Iterable[tuple[int, datetime, datetime | None]],
+    *,
+    start: datetime,
+    until: datetime,
 ) -> list[RoomOccupancy]:
-    """Every room with its curve over `day` (local to `tz`), up to `now` if that is earlier."""
-    start, end = day_bounds(day, tz)
-    until = min(end, max(now, start))
-    rooms = {
-        room.id: RoomOccupancy(room.id, room.name)
-        for room in session.exec(select(Room).order_by(col(Room.id))).all()
-    }
+    """Each room (id, name) with its curve from `start` to `until`, from the visits
+    (room id, entry, exit or None) that overlap that span; visits of other rooms are ignored."""
+    curves = {room_id: RoomOccupancy(room_id, name) for room_id, name in rooms}
     changes: list[tuple[datetime, int, int]] = []  # (when, room, +1/-1)
-    for room_id, entry, exit_ in session.exec(
-        select(ActiveGroup.room_id, Visit.entry_time, Visit.exit_time)
-        .join(ActiveGroup, col(ActiveGroup.id) == col(Visit.active_group_id))
-        .where(
-            col(Visit.entry_time) < until,
-            or_(col(Visit.exit_time).is_(None), col(Visit.exit_time) >= start),
-        )
-    ).all():
+    for room_id, entry, exit_ in visits:
         changes.append((max(entry, start), room_id, 1))
         if exit_ is not None and exit_ < until:
             changes.append((exit_, room_id, -1))
     changes.sort(key=lambda change: (change[0], change[2]))  # exits first at the same instant
-    for room in rooms.values():
+    for room in curves.values():
         room.points.append((start, 0))
     for when, room_id, delta in changes:
-        room = rooms.get(room_id)
+        room = curves.get(room_id)
         if room is None:
             continue
         room.present += delta
@@ -99,6 +93,6 @@ def occupancy_for_day(
             room.points[-1] = (when, room.present)
         else:
             room.points.append((when, room.present))
-    for room in rooms.values():
+    for room in curves.values():
         room.points.append((until, room.present))
-    return list(rooms.values())
+    return list(curves.values())

@@ -1,17 +1,23 @@
-"""Reader health from the processed scans: the last scan, and how many since a moment.
+"""Reader health for the office view: each reader's room, live state and today's scans.
 
-Rejected scans leave no processed row (nothing happened); `Presence` counts those.
+The stored side (device rows, the last processed scan and how many since the school day
+began) is read for one school in `edge_bridge/queries/office.py`; the live side (online,
+last seen, firmware, rejected scans) comes from `Presence`, which knows newer values than
+the database between its flushes. Rejected scans leave no processed row (nothing
+happened); `Presence` counts those.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import case
-from sqlmodel import Session, col, func, select
+from edge_bridge.models import Device
 
-from edge_bridge.models import ProcessedScan
+if TYPE_CHECKING:
+    from edge_bridge.presence import ReaderState
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,14 +28,62 @@ class ScanCounts:
     scans: int
 
 
-def scan_counts(session: Session, *, since: datetime) -> dict[str, ScanCounts]:
-    """Per device id, in one query over the (pruned) processed scans."""
-    recent = col(ProcessedScan.processed_at) >= since
-    rows = session.exec(
-        select(
-            ProcessedScan.device_id,
-            func.max(ProcessedScan.processed_at),
-            func.sum(case((recent, 1), else_=0)),
-        ).group_by(col(ProcessedScan.device_id))
-    ).all()
-    return {device_id: ScanCounts(last, int(scans or 0)) for device_id, last, scans in rows}
+NO_SCANS = ScanCounts(None, 0)
+
+
+class LiveReaders(Protocol):
+    """What the office view asks of `Presence`."""
+
+    def state(self, device_id: str) -> ReaderState | None: ...
+
+    def rejected_today(self, device_id: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReader:
+    """A reader as the database knows it: the row, its room's name, its processed scans."""
+
+    device: Device
+    room_name: str
+    scans: ScanCounts
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderHealth:
+    """One row of the office view's reader table."""
+
+    device_id: str
+    room_id: int
+    room_name: str
+    active: bool
+    online: bool
+    last_seen: datetime | None
+    firmware: str | None
+    last_scan: datetime | None
+    scans_today: int
+    rejected_today: int
+
+
+def reader_health(
+    readers: Iterable[StoredReader], presence: LiveReaders | None
+) -> list[ReaderHealth]:
+    """The stored readers with the live state laid over them (when the bridge has one)."""
+    result = []
+    for stored in readers:
+        device = stored.device
+        live = presence.state(device.id) if presence else None
+        result.append(
+            ReaderHealth(
+                device_id=device.id,
+                room_id=device.room_id,
+                room_name=stored.room_name,
+                active=device.active,
+                online=live.online if live else device.online,
+                last_seen=live.last_seen if live and live.last_seen else device.last_seen,
+                firmware=live.firmware if live and live.firmware else device.firmware,
+                last_scan=stored.scans.last_scan,
+                scans_today=stored.scans.scans,
+                rejected_today=presence.rejected_today(device.id) if presence else 0,
+            )
+        )
+    return result

@@ -1,4 +1,8 @@
-"""`GET /api/attendance` (admins): the day's record per child, as JSON or as CSV."""
+"""`GET /api/attendance` (admins): their school's record of a day per child, as JSON or CSV.
+
+The day is the school's local day (its time zone); a `group` or `room` of another school
+answers 404, like a missing one.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import AdminStaff, SettingsDep, StoreDep
+from api.deps import AdminStaff, School, StoreDep
 from api.schemas import ActorOut, AttendanceOut, ErrorOut, StayOut, ValidationErrorOut
-from edge_bridge.attendance import ActorRef, AttendanceRecord, attendance_for_day
+from edge_bridge.attendance import ActorRef, AttendanceRecord
 from edge_bridge.attendance_csv import iter_csv
 from edge_bridge.models import utcnow
+from edge_bridge.queries.office import attendance_for_day
 from edge_bridge.schoolday import local_day
 
 router = APIRouter(prefix="/api", tags=["office"])
@@ -21,6 +26,7 @@ _RESPONSES = {
     200: {"content": {_CSV: {}}, "description": "JSON, or CSV with `format=csv`"},
     401: {"model": ErrorOut},
     403: {"model": ErrorOut},
+    404: {"model": ErrorOut, "description": "No such home group or room in the school"},
     422: {"model": ValidationErrorOut},
 }
 
@@ -71,18 +77,18 @@ def _record_out(record: AttendanceRecord) -> AttendanceOut:
 @router.get("/attendance", response_model=list[AttendanceOut], responses=_RESPONSES)
 async def get_attendance(
     staff: AdminStaff,
+    school: School,
     store: StoreDep,
-    settings: SettingsDep,
     day: Annotated[date | None, Query(alias="date", description="YYYY-MM-DD; today")] = None,
     group: Annotated[int | None, Query(ge=1, description="home group id")] = None,
     room: Annotated[int | None, Query(ge=1, description="a room visited")] = None,
     format: Annotated[Literal["json", "csv"] | None, Query()] = None,
     accept: Annotated[str, Header()] = "",
 ) -> list[AttendanceOut] | StreamingResponse:
-    tz = settings.timezone
+    tz = school.timezone
     wanted = day or local_day(utcnow(), tz)
     records = await store.read(
-        lambda s: attendance_for_day(s, day=wanted, tz=tz, ogs_group_id=group, room_id=room)
+        lambda s: attendance_for_day(s, school, day=wanted, ogs_group_id=group, room_id=room)
     )
     if format == "csv" or (format is None and _CSV in accept):
         filename = f"anwesenheit-{wanted.isoformat()}.csv"

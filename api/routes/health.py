@@ -1,12 +1,20 @@
-"""`/health`, `/ready` and `/metrics`: for load balancers, orchestrators and Prometheus."""
+"""`/health`, `/ready` and `/metrics`: for load balancers, orchestrators and Prometheus.
+
+Unscoped on purpose: they name no school's records, and anyone may ask (bind `/metrics` to
+loopback in production).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
+
+from api.deps import BridgeDep, EngineDep, MetricsDep
+from edge_bridge.bridge import Bridge
+from edge_bridge.db import ping
 
 router = APIRouter(tags=["health"])
 
@@ -17,31 +25,28 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _database_ok(request: Request) -> bool:
+def _database_ok(bridge: Bridge, engine: Engine) -> bool:
     """A fresh `SELECT 1`, and no transient error holding up the scans right now (a locked
     SQLite still answers reads, but scans wait)."""
-    if request.app.state.bridge.database_unreachable():
+    if bridge.database_unreachable():
         return False
-    try:
-        with request.app.state.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception:
-        return False
-    return True
+    return ping(engine)
 
 
 @router.get(
     "/ready",
     responses={503: {"description": "Not ready", "content": {"application/json": {}}}},
 )
-async def ready(request: Request) -> JSONResponse:
+async def ready(bridge: BridgeDep, engine: EngineDep) -> JSONResponse:
     """200 when the database and the broker are reachable and (PostgreSQL) the event-log
     tail keeps up, else 503 naming what is not."""
     checks = {
-        "database": "ok" if await run_in_threadpool(_database_ok, request) else "unreachable",
-        "mqtt": "ok" if request.app.state.ingest_healthy() else "disconnected",
+        "database": "ok"
+        if await run_in_threadpool(_database_ok, bridge, engine)
+        else "unreachable",
+        "mqtt": "ok" if bridge.ingest_healthy() else "disconnected",
     }
-    tail = request.app.state.bridge.tail_status()  # PostgreSQL only: the log → this hub
+    tail = bridge.tail_status()  # PostgreSQL only: the log → this hub
     if tail is not None:
         checks["event_tail"] = tail
     ok = all(value == "ok" for value in checks.values())
@@ -54,8 +59,6 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+async def metrics(metrics: MetricsDep) -> Response:
     """Prometheus text exposition."""
-    return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""`GET /api/occupancy` (admins): children per room now, and each room's curve over a day."""
+"""`GET /api/occupancy` (admins): children per room of their school now, and each room's
+curve over one of the school's local days."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import AdminStaff, SettingsDep, StoreDep
+from api.deps import AdminStaff, School, StoreDep
 from api.schemas import ErrorOut, OccupancyOut, OccupancyPoint, RoomOccupancyOut, ValidationErrorOut
 from edge_bridge.models import utcnow
-from edge_bridge.occupancy import occupancy_for_day
+from edge_bridge.queries.office import occupancy_for_day
 from edge_bridge.schoolday import local_day
 
 router = APIRouter(prefix="/api", tags=["office"])
@@ -27,16 +28,16 @@ router = APIRouter(prefix="/api", tags=["office"])
 )
 async def get_occupancy(
     staff: AdminStaff,
+    school: School,
     store: StoreDep,
-    settings: SettingsDep,
     day: Annotated[date | None, Query(alias="date", description="YYYY-MM-DD; today")] = None,
 ) -> OccupancyOut:
-    tz, now = settings.timezone, utcnow()
-    wanted = day or local_day(now, tz)
-    rooms = await store.read(lambda s: occupancy_for_day(s, day=wanted, tz=tz, now=now))
+    now = utcnow()
+    wanted = day or local_day(now, school.timezone)
+    rooms = await store.read(lambda s: occupancy_for_day(s, school, day=wanted, now=now))
     return OccupancyOut(
         date=wanted.isoformat(),
-        timezone=settings.school_timezone,
+        timezone=school.timezone.key,
         rooms=[
             RoomOccupancyOut(
                 room_id=str(room.room_id),

@@ -5,6 +5,10 @@
  * Live: the admin stream's `occupancy` event updates the "now" counts at once and
  * `device_status` a reader's row; both also schedule a refetch (coalesced), so the server
  * stays the one source of truth. The chart is a small SVG drawn here: no library, no CDN.
+ *
+ * Times show in the school's time zone (`/api/occupancy` names it), not the browser's, and
+ * "today" is the school's: until the first occupancy answer, the date field stays empty and
+ * the server picks the school's day.
  */
 
 import { RequestTracker } from './api-client.js';
@@ -21,8 +25,13 @@ const REASONS = {
   auto_checkout: 'Tagesende (automatisch)',
 };
 
-/** "2026-12-02" for a Date, in the browser's time zone. */
-export function isoDay(date) {
+/** "2026-12-02" for a Date: its calendar day in `timeZone` (the school's), else the browser's. */
+export function isoDay(date, timeZone) {
+  if (timeZone) {
+    const parts = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).formatToParts(date);
+    const part = (type) => parts.find((p) => p.type === type).value;
+    return `${part('year')}-${part('month')}-${part('day')}`;
+  }
   const pad = (n) => String(n).padStart(2, '0');
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
 }
@@ -59,12 +68,16 @@ export function createOfficeView({ api, schedule }) {
   const tracker = new RequestTracker();
   let visible = false;
   let filtersLoaded = false;
+  let timeZone; // the school's, from /api/occupancy; undefined until then (the browser's)
+  let lastDevices = null; // the last answers, redrawn when the time zone becomes known
+  let lastRecords = null;
+  const clock = (value) => formatClock(value, { timeZone });
 
   function show() {
     visible = true;
     $('office-view').hidden = false;
     $('office-nav').hidden = false;
-    if (!$('attendance-date').value) $('attendance-date').value = isoDay(new Date());
+    if (!$('attendance-date').value && timeZone) $('attendance-date').value = isoDay(new Date(), timeZone);
     if (!filtersLoaded) loadFilters();
     refreshAll();
   }
@@ -78,6 +91,9 @@ export function createOfficeView({ api, schedule }) {
   function clear() {
     hide();
     filtersLoaded = false;
+    timeZone = undefined;
+    lastDevices = null;
+    lastRecords = null;
     for (const id of ['occupancy-now', 'occupancy-chart', 'device-rows', 'attendance-rows']) $(id).replaceChildren();
   }
 
@@ -98,12 +114,17 @@ export function createOfficeView({ api, schedule }) {
         if (cell) cell.textContent = String(room.student_count);
       }
       schedule('office:occupancy', loadOccupancy, REFETCH_MS);
-      if ($('attendance-date').value === isoDay(new Date())) schedule('office:attendance', loadAttendance, REFETCH_MS);
+      if (showsToday()) schedule('office:attendance', loadAttendance, REFETCH_MS);
     } else if (type === 'device_status') {
       const row = document.querySelector(`[data-testid="device-row"][data-device-id="${CSS.escape(String(data.device_id))}"]`);
       if (row) renderOnline(row, Boolean(data.online));
       schedule('office:devices', loadDevices, REFETCH_MS);
     }
+  }
+
+  function showsToday() {
+    const day = $('attendance-date').value;
+    return !day || day === isoDay(new Date(), timeZone);
   }
 
   async function loadFilters() {
@@ -135,7 +156,17 @@ export function createOfficeView({ api, schedule }) {
     }
   }
 
+  /** Take the school's time zone and day from an occupancy answer; redraw times if it changed. */
+  function adoptSchoolDay(occupancy) {
+    if (!$('attendance-date').value && occupancy.date) $('attendance-date').value = occupancy.date;
+    if (!occupancy.timezone || occupancy.timezone === timeZone) return;
+    timeZone = occupancy.timezone;
+    if (lastDevices) renderDevices(lastDevices);
+    if (lastRecords) renderAttendance(lastRecords);
+  }
+
   function renderOccupancy(occupancy) {
+    adoptSchoolDay(occupancy);
     const rooms = occupancy.rooms ?? [];
     $('occupancy-now').replaceChildren(
       ...rooms.map((room, index) =>
@@ -168,8 +199,8 @@ export function createOfficeView({ api, schedule }) {
       svg('line', { x1: CHART.left, y1: base, x2: CHART.width - CHART.right, y2: base, class: 'chart__axis' }),
       svg('text', { x: 2, y: CHART.top + 8, class: 'chart__label' }, document.createTextNode(String(max))),
       svg('text', { x: 2, y: base, class: 'chart__label' }, document.createTextNode('0')),
-      svg('text', { x: CHART.left, y: CHART.height - 4, class: 'chart__label' }, document.createTextNode(formatClock(new Date(from)))),
-      svg('text', { x: CHART.width - CHART.right - 34, y: CHART.height - 4, class: 'chart__label' }, document.createTextNode(formatClock(new Date(end)))),
+      svg('text', { x: CHART.left, y: CHART.height - 4, class: 'chart__label' }, document.createTextNode(clock(new Date(from)))),
+      svg('text', { x: CHART.width - CHART.right - 34, y: CHART.height - 4, class: 'chart__label' }, document.createTextNode(clock(new Date(end)))),
     );
     rooms.forEach((room, index) => {
       const visible = room.points.filter((p) => parseServerTime(p.t).getTime() >= from);
@@ -207,6 +238,7 @@ export function createOfficeView({ api, schedule }) {
   }
 
   function renderDevices(devices) {
+    lastDevices = devices;
     $('device-rows').replaceChildren(
       ...devices.map((device) => {
         const row = h(
@@ -215,8 +247,8 @@ export function createOfficeView({ api, schedule }) {
           h('td', { text: device.id }),
           h('td', { text: device.room_name }),
           h('td', { class: 'device-state' }, h('span', { class: 'device-state__dot', 'aria-hidden': 'true' }), h('span', { 'data-testid': 'device-online' })),
-          h('td', { text: formatClock(device.last_seen) || '–' }),
-          h('td', { text: formatClock(device.last_scan) || '–' }),
+          h('td', { text: clock(device.last_seen) || '–' }),
+          h('td', { text: clock(device.last_scan) || '–' }),
           h('td', { text: device.firmware || '–' }),
           h('td', { class: 'num', text: String(device.scans_today ?? 0) }),
           h('td', { class: 'num', text: String(device.rejected_today ?? 0) }),
@@ -253,6 +285,7 @@ export function createOfficeView({ api, schedule }) {
   }
 
   function renderAttendance(records) {
+    lastRecords = records;
     const sorted = [...records].sort((a, b) => compareNames(a.student_name, b.student_name));
     const times = sorted.flatMap((r) => r.stays.flatMap((s) => [s.entry_time, s.exit_time])).map((t) => parseServerTime(t)?.getTime()).filter(Number.isFinite);
     const range = { start: Math.min(...times, Date.now()), end: Math.max(...times, Date.now()) };
@@ -265,8 +298,8 @@ export function createOfficeView({ api, schedule }) {
           { 'data-testid': 'attendance-row', 'data-student-id': record.student_id },
           h('td', { text: record.student_name }),
           h('td', { text: record.ogs_group_name ?? '–' }),
-          h('td', { text: formatClock(record.arrival) }),
-          h('td', { text: record.present ? 'anwesend' : formatClock(record.departure) }),
+          h('td', { text: clock(record.arrival) }),
+          h('td', { text: record.present ? 'anwesend' : clock(record.departure) }),
           h('td', { text: record.checked_in_by?.label ?? '' }),
           h('td', { text: record.present ? '' : `${record.checked_out_by?.label ?? ''}${reasonNote(record)}` }),
           h('td', { class: 'timeline-cell' }, timeline(record, range)),
@@ -289,7 +322,7 @@ export function createOfficeView({ api, schedule }) {
       const to = parseServerTime(stay.exit_time)?.getTime() ?? Date.now();
       const segment = h('span', {
         class: 'timeline__stay',
-        title: `${stay.room_name}: ${formatClock(stay.entry_time)}–${stay.exit_time ? formatClock(stay.exit_time) : 'jetzt'}`,
+        title: `${stay.room_name}: ${clock(stay.entry_time)}–${stay.exit_time ? clock(stay.exit_time) : 'jetzt'}`,
         'data-room-id': stay.room_id,
       });
       segment.style.left = `${((from - start) / span) * 100}%`;

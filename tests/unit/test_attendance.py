@@ -9,15 +9,17 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from edge_bridge.attendance import attendance_for_day
 from edge_bridge.day_end import close_day
 from edge_bridge.events import Source
 from edge_bridge.models import Student
-from edge_bridge.occupancy import occupancy_for_day, present_by_room
+from edge_bridge.occupancy import present_by_room
+from edge_bridge.queries import SchoolScope
+from edge_bridge.queries.office import attendance_for_day, occupancy_for_day
 from edge_bridge.store import Store, Tx
 from edge_bridge.visits import Actor, check_in, check_out, running_group
 
 BERLIN = ZoneInfo("Europe/Berlin")
+SCHOOL = SchoolScope(1, BERLIN)
 DAY = date(2026, 12, 2)
 ONE = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # 13:00 in Berlin
 READER = Actor(Source.RFID, device_id="reader-101")
@@ -49,7 +51,7 @@ def _out(store: Store, student_id: int, group_id: int, at: datetime, by: Actor) 
 
 def _record(engine: Engine, **filters: int) -> list:  # type: ignore[type-arg]
     with Session(engine) as session:
-        return attendance_for_day(session, day=DAY, tz=BERLIN, **filters)  # type: ignore[arg-type]
+        return attendance_for_day(session, SCHOOL, day=DAY, **filters)  # type: ignore[arg-type]
 
 
 def test_a_childs_day_lists_rooms_in_order_with_who_checked_them_in_and_out(
@@ -124,7 +126,7 @@ def test_the_occupancy_curve_steps_with_each_entry_and_exit(
     now = ONE + timedelta(minutes=30)
 
     with Session(school_engine) as session:
-        rooms = {r.room_id: r for r in occupancy_for_day(session, day=DAY, tz=BERLIN, now=now)}
+        rooms = {r.room_id: r for r in occupancy_for_day(session, SCHOOL, day=DAY, now=now)}
         present = present_by_room(session)
 
     counts = [count for _, count in rooms[1].points]
