@@ -5,6 +5,11 @@ What committed reaches the hub by one path, `store.Announcer`, on the loop: fed 
 after each commit on SQLite (one process), and on PostgreSQL only by the event-log tail
 (`tail.py`), in every instance, so each sees what any instance wrote.
 
+Per-school figures for `/metrics` are read at scrape time: open streams from the hub,
+open visits from the `occupancy` events every commit that moves a child carries (seeded
+from the database at start, `metrics.OpenVisitCounts`), every school of the directory
+listed, with 0 where it has none.
+
 `Bridge.start()` and `stop()` are called by the web app's lifespan; the pieces are plain
 attributes so the HTTP layer can hand them to handlers.
 """
@@ -16,6 +21,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from sqlmodel import Session, select
+
 from edge_bridge.config import Settings
 from edge_bridge.day_end import DayEnd
 from edge_bridge.db import is_postgres, make_engine, migrate
@@ -24,8 +31,9 @@ from edge_bridge.eventlog import EventLog
 from edge_bridge.events import Event
 from edge_bridge.hub import Hub
 from edge_bridge.ingest import Ingest
-from edge_bridge.metrics import Metrics
-from edge_bridge.models import utcnow
+from edge_bridge.metrics import Metrics, OpenVisitCounts, SchoolValues
+from edge_bridge.models import Room, utcnow
+from edge_bridge.occupancy import present_by_room
 from edge_bridge.presence import Presence
 from edge_bridge.scans import prune_processed_scans
 from edge_bridge.store import Announcer, Store, Tx
@@ -84,7 +92,13 @@ class Bridge:
             else None
         )
         self.store = Store(self.engine, announcer=None if self.tail else self.announcer)
-        self.presence = Presence(self.store, tz=settings.timezone)
+        self.presence = Presence(
+            self.store,
+            tz=settings.timezone,
+            timezone_of=lambda school_id: self.directory.school_timezone(
+                school_id, settings.timezone
+            ),
+        )
         self.day_end = DayEnd(self.store, tz=settings.timezone, day_end=settings.day_end)
         self.ingest = (
             Ingest(settings, store=self.store, presence=self.presence, metrics=self.metrics)
@@ -92,7 +106,9 @@ class Bridge:
             else None
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.open_visits = OpenVisitCounts()
         self.metrics.watch(self._live_metrics)
+        self.metrics.watch_schools(self._school_metrics)
         if self.tail is not None:
             register_tail_metrics(self.metrics.registry, self.tail)
 
@@ -103,6 +119,8 @@ class Bridge:
         else:
             self.hub.last_event_id = await asyncio.to_thread(self.eventlog.last_event_id)
             await self.refresh_subscriptions()
+        # After the feed's position is taken: what it delivers from there is newer.
+        self.open_visits.seed(await self.store.read(_children_by_room))
         await self.presence.load()
         await self._prune()
         await self.day_end.catch_up()  # a day end passed while the bridge was down
@@ -146,6 +164,7 @@ class Bridge:
 
     def _count_event(self, event: Event) -> None:
         self.metrics.events_broadcast.labels(str(event.type)).inc()
+        self.open_visits.observe(event)
 
     def ingest_healthy(self) -> bool:
         return self.ingest is not None and self.ingest.healthy()
@@ -196,3 +215,18 @@ class Bridge:
             "mqtt_connected": 1.0 if self.ingest_healthy() else 0.0,
             "readers_online": self.presence.online_count(),
         }
+
+    def _school_metrics(self) -> SchoolValues:
+        schools = dict.fromkeys((school.id for school in self.directory.schools()), 0)
+        clients = getattr(self.hub.stats(), "schools", {})  # HubStats.schools: streams per school
+        return {
+            "open_visits": {**schools, **self.open_visits.by_school()},
+            "clients": {**schools, **clients},
+        }
+
+
+def _children_by_room(session: Session) -> list[tuple[int, int, int]]:
+    """(room id, school id, children present) for every room."""
+    present = present_by_room(session)
+    rooms = session.exec(select(Room.id, Room.school_id)).all()
+    return [(room_id, school_id, present.get(room_id, 0)) for room_id, school_id in rooms]

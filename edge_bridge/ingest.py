@@ -26,7 +26,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from edge_bridge.config import Settings
 from edge_bridge.dberrors import is_transient_error
@@ -64,12 +64,18 @@ def is_unique_violation(error: BaseException) -> bool:
     return isinstance(error, IntegrityError) and "UNIQUE constraint failed" in str(orig)
 
 
+def _school_of(device: Device | None) -> int | None:
+    """A known reader's school (the label of its scans); None for an unknown reader."""
+    return None if device is None else device.school_id
+
+
 @dataclass(slots=True)
 class _Pending:
     """A valid scan waiting for its transaction."""
 
     inbound: Inbound
     scan: Scan
+    school_id: int  # the reader's school: its tag lookups and its metric label
     outcome: Outcome | None = None
 
 
@@ -198,11 +204,11 @@ class Ingest:
             return
         scan_id = None if inbound.oversize else parse_scan(inbound.payload).scan_id
         try:
-            known = await self.presence.device(device_id) is not None
+            device = await self.presence.device(device_id)
         except Exception:  # the directory cannot say: acknowledge without an answer
-            known = False
+            device = None
         rejection = Rejection("internal_error", scan_id=scan_id)
-        self._reject(device_id, inbound, rejection, known=known)
+        self._reject(device_id, inbound, rejection, school_id=_school_of(device))
 
     async def _stopped_within(self, seconds: float) -> bool:
         try:
@@ -276,12 +282,13 @@ class Ingest:
             self.mqtt.ack(inbound)
             return
         try:
-            known = await self.presence.device(device_id) is not None
+            device = await self.presence.device(device_id)
         except Exception as lookup_error:
             if is_transient_error(lookup_error):
                 raise
-            known = False
-        self._reject(device_id, inbound, Rejection("internal_error"), known=known, exc=exc)
+            device = None
+        rejection = Rejection("internal_error")
+        self._reject(device_id, inbound, rejection, school_id=_school_of(device), exc=exc)
 
     async def _handle_status(self, device_id: str, inbound: Inbound) -> None:
         try:
@@ -308,8 +315,9 @@ class Ingest:
             scan = Scan(device_id, parsed.scan_id, parsed.tag, parsed.ts, inbound.received_at)
             if not within_skew(scan):
                 self.metrics.scan_clock_skew.inc()
-            return _Pending(inbound, scan)
-        self._reject(device_id, inbound, parsed, known=device is not None)
+            assert device is not None  # an unknown device's scan is a Rejection
+            return _Pending(inbound, scan, device.school_id)
+        self._reject(device_id, inbound, parsed, school_id=_school_of(device))
         return None
 
     def _reject(
@@ -318,10 +326,14 @@ class Ingest:
         inbound: Inbound,
         rejection: Rejection,
         *,
-        known: bool,
+        school_id: int | None,
         exc: Exception | None = None,
     ) -> None:
-        """No effect: counted, logged (rate-limited), `rejected` to a known reader, acked."""
+        """No effect: counted, logged (rate-limited), `rejected` to a known reader, acked.
+
+        `school_id` is the known reader's school; None for an unknown reader, which gets
+        no answer and is counted only among the rejections (it has no school).
+        """
         self.metrics.scan_rejections.labels(rejection.reason).inc()
         self.throttle.warning(
             (device_id, rejection.reason),
@@ -330,8 +342,8 @@ class Ingest:
             rejection,
             exc_info=exc,
         )
-        if known:
-            self.metrics.scans.labels(str(ScanResult.REJECTED)).inc()
+        if school_id is not None:
+            self.metrics.count_scans(str(ScanResult.REJECTED), school_id)
             self._answer(device_id, rejection.scan_id or "", ScanResult.REJECTED)
         self.mqtt.ack(inbound)
 
@@ -357,7 +369,10 @@ class Ingest:
         self._finish(pending)
 
     def _record(self, tx: Tx, pending: list[_Pending]) -> None:
-        devices = {d.id: d for d in tx.session.exec(select(Device)).all()}
+        device_ids = {item.scan.device_id for item in pending}
+        devices = {
+            d.id: d for d in tx.session.exec(select(Device).where(col(Device.id).in_(device_ids)))
+        }
         items = [(item.scan, devices[item.scan.device_id]) for item in pending]
         outcomes = record_scans(tx, items, debounce_seconds=self.settings.scan_debounce_seconds)
         for item, outcome in zip(pending, outcomes, strict=True):
@@ -367,13 +382,13 @@ class Ingest:
         """After the commit: count, answer and acknowledge each scan."""
         done = time.perf_counter()
         self.metrics.batch_size.observe(len(pending))
-        results: Counter[ScanResult] = Counter()
+        results: Counter[tuple[ScanResult, int]] = Counter()
         observe = self.metrics.scan_to_broadcast.observe
         seen: dict[str, datetime] = {}
         for item in pending:
             outcome = item.outcome
             assert outcome is not None
-            results[outcome.result] += 1
+            results[outcome.result, item.school_id] += 1
             observe(done - item.inbound.received)
             seen[item.scan.device_id] = item.inbound.received_at
             self._answer(
@@ -384,8 +399,8 @@ class Ingest:
                 outcome.student_name,
             )
             self.mqtt.ack(item.inbound)
-        for result, count in results.items():
-            self.metrics.scans.labels(str(result)).inc(count)
+        for (result, school_id), count in results.items():
+            self.metrics.count_scans(str(result), school_id, count)
         for device_id, at in seen.items():
             self.presence.seen(device_id, at)
 
@@ -397,7 +412,7 @@ class Ingest:
             item.scan.scan_id,
         )
         self.metrics.scan_rejections.labels("internal_error").inc()
-        self.metrics.scans.labels(str(ScanResult.REJECTED)).inc()
+        self.metrics.count_scans(str(ScanResult.REJECTED), item.school_id)
         self._answer(item.scan.device_id, item.scan.scan_id, ScanResult.REJECTED)
         self.mqtt.ack(item.inbound)
 

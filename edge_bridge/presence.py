@@ -7,13 +7,15 @@ several instances each receives every status; a conditional UPDATE lets only the
 changes the row emit the event.
 `last_seen` moves in memory on every scan and is flushed in one statement every few seconds,
 so a scan costs no extra write. Rejected scans are counted per reader and school day in
-memory (this process's; the office view's "rejected today").
+memory (this process's; the office view's "rejected today"), the day in the reader's
+school's time zone. A reader's school is its own (`Device.school_id`), for its events too.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -39,11 +41,22 @@ class ReaderState:
 
 
 class Presence:
-    """Devices by id (cached) and their live online state."""
+    """Devices by id (cached) and their live online state.
 
-    def __init__(self, store: Store, *, tz: ZoneInfo | None = None) -> None:
+    `timezone_of(school_id)` gives a school's time zone for its readers' school day
+    (`StaffDirectory.school_timezone`); without it every reader's day is in `tz`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        tz: ZoneInfo | None = None,
+        timezone_of: Callable[[int], ZoneInfo] | None = None,
+    ) -> None:
         self.store = store
         self.tz = tz or ZoneInfo("UTC")
+        self._timezone_of = timezone_of
         self._devices: dict[str, Device] = {}
         self._states: dict[str, ReaderState] = {}
         self._dirty_seen: set[str] = set()
@@ -105,13 +118,20 @@ class Presence:
 
     def rejected(self, device_id: str, *, at: datetime | None = None) -> None:
         """Count one rejected scan of a known reader for its school day."""
-        day = local_day(at or utcnow(), self.tz)
+        day = self._school_day(device_id, at or utcnow())
         counted_day, count = self._rejected.get(device_id, (day, 0))
         self._rejected[device_id] = (day, count + 1 if counted_day == day else 1)
 
     def rejected_today(self, device_id: str, *, now: datetime | None = None) -> int:
         counted_day, count = self._rejected.get(device_id, (None, 0))
-        return count if counted_day == local_day(now or utcnow(), self.tz) else 0
+        return count if counted_day == self._school_day(device_id, now or utcnow()) else 0
+
+    def _school_day(self, device_id: str, moment: datetime) -> date:
+        """The day `moment` falls on where the reader is: its school's time zone."""
+        device = self._devices.get(device_id)
+        if device is None or self._timezone_of is None:
+            return local_day(moment, self.tz)
+        return local_day(moment, self._timezone_of(device.school_id))
 
     def online_count(self) -> int:
         return sum(1 for state in self._states.values() if state.online)
@@ -140,13 +160,15 @@ def _save_state(tx: Tx, device_id: str, online: bool, at: datetime, firmware: st
     )
     if changed.rowcount == 0:
         return False
-    room = tx.session.exec(
-        select(Room).join(Device, col(Device.room_id) == col(Room.id)).where(Device.id == device_id)
-    ).first()
+    device, room = tx.session.exec(
+        select(Device, Room)
+        .join(Room, col(Room.id) == col(Device.room_id), isouter=True)
+        .where(Device.id == device_id)
+    ).one()
     tx.emit(
         NewEvent.for_admins(
             EventType.DEVICE_STATUS,
-            school_id=room.school_id if room else None,  # type: ignore[arg-type]
+            school_id=device.school_id,  # the reader's own school: its admins hear of it
             device_id=device_id,
             online=online,
             firmware=firmware,

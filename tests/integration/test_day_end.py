@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 SCHMIDT, NOWAK, ADMIN = 1, 3, 4  # Schmidt supervises 124; Nowak leads home group 7
 HOMEWORK = 124
 BERLIN = ZoneInfo("Europe/Berlin")
-LEAD_SECONDS = 8  # the day end is this far ahead of the bridge's start
+LEAD_SECONDS = 12  # the day end is this far ahead of the bridge's start (slow under load)
 
 
 def test_at_day_end_open_visits_close_once_with_events_and_a_new_check_in_succeeds(

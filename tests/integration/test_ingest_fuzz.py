@@ -73,7 +73,7 @@ PAYLOADS = st.one_of(
 
 
 def _scans_counted(metrics_text: str) -> float:
-    pattern = re.compile(r'^edge_scans_total\{result="[a-z_]+"\} ([0-9.e+]+)$', re.M)
+    pattern = re.compile(r'^edge_scans_total\{result="[a-z_]+",school="\d+"\} ([0-9.e+]+)$', re.M)
     return sum(float(value) for value in pattern.findall(metrics_text))
 
 

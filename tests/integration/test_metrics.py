@@ -31,6 +31,8 @@ SERIES = [
     "edge_scan_to_broadcast_seconds_count",
     "edge_mqtt_connected",
     "edge_readers_online",
+    "edge_open_visits",
+    "edge_sse_clients_by_school",
 ]
 
 
@@ -104,8 +106,8 @@ def test_metrics_list_every_series_and_count_scans_rejections_events_and_streams
     def delta(name: str, **labels: str) -> float:
         return _value(after, name, **labels) - _value(before, name, **labels)
 
-    assert delta("edge_scans_total", result="checked_in") == 1
-    assert delta("edge_scans_total", result="rejected") == 1
+    assert delta("edge_scans_total", result="checked_in", school="1") == 1
+    assert delta("edge_scans_total", result="rejected", school="1") == 1
     assert delta("edge_scan_rejections_total", reason="bad_tag") == 1
     assert delta("edge_scan_to_broadcast_seconds_count") == 1
     assert delta("edge_events_broadcast_total", event_type="student_checkin") == 1
@@ -115,3 +117,5 @@ def test_metrics_list_every_series_and_count_scans_rejections_events_and_streams
     assert _value(after, "edge_sse_clients_connected") == 2
     assert _value(after, "edge_mqtt_connected") == 1
     assert _value(after, "edge_readers_online") == 1
+    assert _value(after, "edge_open_visits", school="1") == 1
+    assert _value(after, "edge_sse_clients_by_school", school="1") == 2

@@ -30,17 +30,17 @@ def test_a_database_error_logs_no_tag_or_name(
     engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     with transaction(engine) as session:
-        session.add(Student(id=1, first_name=FIRST, last_name=LAST))
+        session.add(Student(id=1, school_id=1, first_name=FIRST, last_name=LAST))
         session.flush()
-        session.add(RfidTag(tag=TAG, student_id=1))
+        session.add(RfidTag(school_id=1, tag=TAG, student_id=1))
     logger = logging.getLogger("edge_bridge.test_db")
 
     with caplog.at_level(logging.ERROR), pytest.raises(sa.exc.IntegrityError) as caught:
         try:
             with transaction(engine) as session:  # a second student with the same tag
-                session.add(Student(id=2, first_name=FIRST, last_name=LAST))
+                session.add(Student(id=2, school_id=1, first_name=FIRST, last_name=LAST))
                 session.flush()
-                session.add(RfidTag(tag=TAG, student_id=2))
+                session.add(RfidTag(school_id=1, tag=TAG, student_id=2))
         except sa.exc.IntegrityError:
             logger.exception("Import failed")  # what a caller's log line looks like
             raise
@@ -60,12 +60,12 @@ def test_a_cleaned_postgres_error_keeps_its_class_sqlstate_and_constraint(
     if not is_postgres(engine):
         pytest.skip("PostgreSQL only: needs a server's error report")
     with transaction(engine) as session:
-        session.add(Student(id=1, first_name=FIRST, last_name=LAST))
+        session.add(Student(id=1, school_id=1, first_name=FIRST, last_name=LAST))
         session.flush()
-        session.add(RfidTag(tag=TAG, student_id=1))
+        session.add(RfidTag(school_id=1, tag=TAG, student_id=1))
 
     with pytest.raises(sa.exc.IntegrityError) as caught, transaction(engine) as session:
-        session.add(RfidTag(tag=TAG, student_id=1))
+        session.add(RfidTag(school_id=1, tag=TAG, student_id=1))
 
     assert isinstance(caught.value.orig, psycopg.errors.UniqueViolation)
     assert caught.value.orig.sqlstate == "23505"

@@ -38,7 +38,7 @@ class FakePresence:
         self.rejections: list[str] = []
 
     async def device(self, device_id: str) -> SimpleNamespace | None:
-        return SimpleNamespace(active=True) if device_id == KNOWN else None
+        return SimpleNamespace(active=True, school_id=1) if device_id == KNOWN else None
 
     def rejected(self, device_id: str, **_options: object) -> None:
         self.rejections.append(device_id)
