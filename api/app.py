@@ -26,6 +26,7 @@ from api.routes import (
     me,
     occupancy,
     ogs,
+    schools,
 )
 from edge_bridge.bridge import Bridge
 from edge_bridge.config import Settings
@@ -108,6 +109,7 @@ def create_app(settings: Settings, *, mqtt: bool = True) -> FastAPI:
         ogs.router,
         attendance.router,
         occupancy.router,
+        schools.router,
         sse.router,
     ):
         app.include_router(router)

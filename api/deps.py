@@ -10,8 +10,9 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from api.event_stream import ServerExit
 from api.ratelimit import LoginLimits
-from api.security import Principal, authenticate
+from api.security import Principal, authenticate, require_operator
 from edge_bridge.bridge import Bridge
 from edge_bridge.config import Settings
 from edge_bridge.directory import StaffDirectory
@@ -21,6 +22,8 @@ from edge_bridge.presence import Presence
 from edge_bridge.queries import SchoolScope
 from edge_bridge.refresh_tokens import PruneSchedule
 from edge_bridge.store import Store
+from edge_bridge.token_cache import AccessTokenCache
+from edge_bridge.tokens import TokenClaims
 
 
 def get_session(request: Request) -> Generator[Session, None, None]:
@@ -99,3 +102,29 @@ LoginLimitsDep = Annotated[LoginLimits, Depends(get_login_limits)]
 RefreshPruneDep = Annotated[PruneSchedule, Depends(get_refresh_prune)]
 AdminStaff = Annotated[Principal, Depends(require_admin)]
 School = Annotated[SchoolScope, Depends(current_school)]
+
+
+async def get_server_exit(request: Request, hub: HubDep) -> ServerExit:
+    """The app's `ServerExit`, made on the first stream (the server's signal handlers are in
+    place by then): SIGTERM closes every stream at once, so each ends with a complete
+    response well before uvicorn stops waiting for them."""
+    state = request.app.state
+    watch: ServerExit | None = getattr(state, "sse_server_exit", None)
+    if watch is None:
+        watch = ServerExit()
+        state.sse_server_exit = watch
+        watch.add(lambda: hub.close_all("shutdown"))
+        watch.install()
+    return watch
+
+
+ServerExitDep = Annotated[ServerExit, Depends(get_server_exit)]
+
+
+async def get_access_tokens(request: Request) -> AccessTokenCache:
+    return request.app.state.access_tokens
+
+
+AccessTokensDep = Annotated[AccessTokenCache, Depends(get_access_tokens)]
+# The operator (`superadmin`): lists schools and their health, sees no school's records.
+Operator = Annotated[TokenClaims, Depends(require_operator)]

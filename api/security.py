@@ -1,8 +1,12 @@
 """Request authentication: find the access token, verify it, load the staff member.
 
 Tokens are accepted from `Authorization: Bearer`, the `access_token` cookie and the `token`
-query parameter, in that order. Failures are 401 (no/bad token) or 403 (not staff) raised
-in a dependency, so the SSE endpoint answers before any stream starts.
+query parameter, in that order. Failures are 401 (no/bad token) or 403 raised in a
+dependency, so the SSE endpoint answers before any stream starts. A staff token is of one
+school (`school` claim) and works only while its subject is a staff member of that school
+(`authenticate`, behind `CurrentStaff`); an operator (`superadmin`) token works only where
+`require_operator` (`Operator`) is asked for, and gets 403 everywhere else, as a staff
+token, an admin's included, does there.
 
 CSRF: a browser sends the cookie along with any request, including one a foreign page
 makes it send. A state-changing request (POST, PUT, PATCH, DELETE) authenticated by the
@@ -162,36 +166,47 @@ def verify_request_token(request: Request, tokens: AccessTokenCache) -> TokenCla
         raise _unauthorized(msg) from None
 
 
-async def authenticate(request: Request) -> Principal:
-    """The dependency behind `CurrentStaff`."""
-    state = request.app.state
-    claims = verify_request_token(request, state.access_tokens)
+async def authenticate(
+    request: Request, tokens: deps.AccessTokensDep, directory: deps.DirectoryDep
+) -> Principal:
+    """The dependency behind `CurrentStaff`: a staff token of the staff member's own school.
+
+    403 for an operator token (it sees no school) and for a token whose subject is not a
+    staff member of the token's school (unknown, deleted, or moved to another school).
+    """
+    claims = verify_request_token(request, tokens)
     if claims.superadmin:
-        logger.warning(
-            "Auth refused reason=operator_token path=%s client=%s",
-            request.url.path,
-            _client(request),
-        )
+        _refused(request, "operator_token")
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Operator tokens see no school")
-    staff = state.directory.staff(claims.staff_id)
+    staff = directory.staff(claims.staff_id)
     if staff is not None and staff.school_id != claims.school_id:
         # A token of a staff member's former school (moved by an import): not theirs now.
-        logger.warning(
-            "Auth refused reason=school_mismatch staff_id=%s path=%s client=%s",
-            claims.staff_id,
-            request.url.path,
-            _client(request),
-        )
+        _refused(request, "school_mismatch", staff_id=claims.staff_id)
         staff = None
     if staff is None:
-        logger.warning(
-            "Auth refused reason=unknown_staff staff_id=%s path=%s client=%s",
-            claims.staff_id,
-            request.url.path,
-            _client(request),
-        )
+        _refused(request, "unknown_staff", staff_id=claims.staff_id)
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Not a staff member")
     return principal_of(staff, claims)
+
+
+async def require_operator(request: Request, tokens: deps.AccessTokensDep) -> TokenClaims:
+    """The dependency behind `Operator`: an operator (`superadmin`) token; 403 for a staff
+    token, admins' included (an admin is an admin of one school)."""
+    claims = verify_request_token(request, tokens)
+    if not claims.superadmin:
+        _refused(request, "not_operator", staff_id=claims.staff_id)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Operator only")
+    return claims
+
+
+def _refused(request: Request, reason: str, *, staff_id: int | None = None) -> None:
+    logger.warning(
+        "Auth refused reason=%s%s path=%s client=%s",
+        reason,
+        "" if staff_id is None else f" staff_id={staff_id}",
+        request.url.path,
+        _client(request),
+    )
 
 
 def principal_of(staff: StaffEntry, claims: TokenClaims) -> Principal:
@@ -203,3 +218,10 @@ def principal_of(staff: StaffEntry, claims: TokenClaims) -> Principal:
         claims.expires_at,
         staff.school_id,
     )
+
+
+# Last, on purpose: api/deps.py imports this module (`CurrentStaff` is built on
+# `authenticate`), so its aliases cannot be imported by name up top. The annotations above
+# name them through the module; FastAPI resolves them when it builds a route, once both
+# modules are loaded, whichever was imported first.
+from api import deps  # noqa: E402

@@ -70,12 +70,21 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
+    """A staff token of the staff member's own school, or (`--superadmin`) the operator's."""
     from sqlmodel import Session
 
     from edge_bridge.db import make_engine, migrate
     from edge_bridge.models import Staff
-    from edge_bridge.tokens import issue_token
+    from edge_bridge.tokens import issue_operator_token, issue_token
 
+    ttl = args.ttl if args.ttl is not None else settings.jwt_access_ttl
+    if args.superadmin:
+        if args.admin:
+            print("--admin is for a staff token; an operator token has no school", file=sys.stderr)
+            return 2
+        logger.info("Operator token issued ttl_s=%d", ttl)
+        print(issue_operator_token(secret=settings.jwt_secret, ttl_seconds=ttl))
+        return 0
     engine = make_engine(settings.database_url)
     migrate(engine)
     with Session(engine) as session:
@@ -83,7 +92,6 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     if staff is None:
         print(f"No staff member with id {args.staff}", file=sys.stderr)
         return 1
-    ttl = args.ttl if args.ttl is not None else settings.jwt_access_ttl
     token = issue_token(
         staff.id,
         school_id=staff.school_id,  # derived: a token is always of its staff member's school
@@ -145,10 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     importing = commands.add_parser("import", help="load an import file (idempotent)")
     importing.add_argument("file")
     importing.set_defaults(run=_import)
-    token = commands.add_parser("token", help="print an access JWT for a staff member")
-    token.add_argument("--staff", type=int, required=True)
+    token = commands.add_parser(
+        "token", help="print an access JWT for a staff member (of their school) or the operator"
+    )
+    subject = token.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--staff", type=int, metavar="ID", help="a staff member's id")
+    subject.add_argument(
+        "--superadmin",
+        action="store_true",
+        help="the operator: lists schools and their health (GET /api/schools), no school's data",
+    )
     token.add_argument("--ttl", type=int, help="seconds (default JWT_ACCESS_TTL)")
-    token.add_argument("--admin", action="store_true")
+    token.add_argument("--admin", action="store_true", help="staff token with admin: true")
     token.set_defaults(run=_token)
     demo = commands.add_parser("demo", help="broker, bridge, demo data and simulator")
     demo.add_argument("--speed", type=float, default=1.0, help="simulated afternoon speed")

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -19,12 +20,14 @@ import jwt
 import pytest
 import sqlalchemy as sa
 from jwt.warnings import InsecureKeyLengthWarning
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, delete
 
 from edge_bridge.models import OgsGroupLeader, RefreshToken, Staff
 from edge_bridge.tokens import issue_token
 from edge_bridge.tuning import REFRESH_REUSE_GRACE_SECONDS
 from tests.integration.conftest import System
+from tests.support.nord import BERG, BERG_LOGIN, import_nord
 from tests.support.raw_sse import RawSseClient
 
 pytestmark = pytest.mark.integration
@@ -33,6 +36,7 @@ SCHMIDT, YILMAZ, NOWAK = 1, 2, 3
 SCHMIDT_LOGIN = {"email": "schmidt@example.org", "password": "schmidt-demo-1"}
 EVENTS = "/api/sse/events"
 _REFRESH = RefreshToken.__table__  # type: ignore[attr-defined]
+_STAFF = Staff.__table__  # type: ignore[attr-defined]
 
 
 def _b64(data: dict[str, object]) -> str:
@@ -84,6 +88,10 @@ def refusal(http: httpx.Client, **request: object) -> tuple[int, str | None, dic
             return 200, response.headers.get("content-type"), {}
         response.read()
         return response.status_code, response.headers.get("content-type"), response.json()
+
+
+def _school_of(token: str) -> object:
+    return jwt.decode(token, options={"verify_signature": False}).get("school")
 
 
 def wait_for_log(system: System, text: str) -> str:
@@ -193,6 +201,8 @@ def test_login_sets_an_http_only_cookie_refresh_renews_it_and_attempts_are_rate_
 
     assert login.status_code == 200
     assert set(tokens) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    assert _school_of(tokens["access_token"]) == _school_of(tokens["refresh_token"]) == "1"
+    assert _school_of(refreshed.json()["access_token"]) == "1"
     assert tokens["token_type"] == "bearer"
     assert tokens["expires_in"] == system.settings.jwt_access_ttl
     assert cookie.startswith(f"access_token={tokens['access_token']};")
@@ -461,3 +471,63 @@ def test_every_response_carries_the_browser_security_headers_and_the_stream_stil
     assert page.status_code == 200 and refused.status_code == 401
     assert stream.status_code == 200
     assert connected.event == "connected"
+
+
+@pytest.fixture
+def nord_system(school_engine: Engine, make_system: Callable[..., System]) -> System:
+    """The fixture school and Schule Nord (school 2) in one bridge."""
+    import_nord(school_engine)
+    return make_system()
+
+
+def test_login_and_refresh_give_a_school_2_staff_member_tokens_of_school_2(
+    nord_system: System,
+) -> None:
+    http = nord_system.http()
+
+    login = http.post("/api/auth/login", json=BERG_LOGIN)
+    tokens = login.json()
+    me = http.get("/api/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    refreshed = http.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    renewed = refreshed.json()
+    me_again = http.get("/api/me", headers={"Authorization": f"Bearer {renewed['access_token']}"})
+
+    assert (login.status_code, refreshed.status_code) == (200, 200)
+    assert _school_of(tokens["access_token"]) == _school_of(tokens["refresh_token"]) == "2"
+    assert _school_of(renewed["access_token"]) == _school_of(renewed["refresh_token"]) == "2"
+    assert jwt.decode(tokens["access_token"], options={"verify_signature": False})["admin"] is True
+    assert (me.status_code, me.json()["id"]) == (200, str(BERG))
+    assert (me_again.status_code, me_again.json()["id"]) == (200, str(BERG))
+
+
+def test_a_refresh_token_of_a_school_its_staff_member_left_is_refused_and_its_login_revoked(
+    nord_system: System,
+) -> None:
+    http = nord_system.http()
+    old_login = http.post("/api/auth/login", json=BERG_LOGIN).json()
+    with nord_system.engine.begin() as connection:  # Herr Berg moves to school 1
+        connection.execute(_STAFF.update().where(_STAFF.c.id == BERG).values(school_id=1))
+
+    refused = http.post("/api/auth/refresh", json={"refresh_token": old_login["refresh_token"]})
+    with nord_system.engine.connect() as connection:
+        unrevoked = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(_REFRESH)
+            .where(_REFRESH.c.staff_id == BERG, _REFRESH.c.revoked_at.is_(None))
+        ).scalar_one()
+    new_login = http.post("/api/auth/login", json=BERG_LOGIN)
+    new_refresh = http.post(
+        "/api/auth/refresh", json={"refresh_token": new_login.json()["refresh_token"]}
+    )
+    log = nord_system.server.log_text()
+
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "detail": "Not a staff member of this login's school any more; log in again"
+    }
+    assert unrevoked == 0  # the old login is over, whatever becomes of Herr Berg
+    assert new_login.status_code == 200
+    assert _school_of(new_login.json()["access_token"]) == "1"  # the school they are of now
+    assert (new_refresh.status_code, _school_of(new_refresh.json()["access_token"])) == (200, "1")
+    assert f"Refresh refused reason=school_mismatch staff_id={BERG} revoked_tokens=1" in log
+    assert old_login["refresh_token"] not in log

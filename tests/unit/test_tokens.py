@@ -13,8 +13,14 @@ from sqlalchemy.engine import Engine
 from edge_bridge import refresh_tokens
 from edge_bridge.config import Settings
 from edge_bridge.db import transaction
-from edge_bridge.models import Staff
-from edge_bridge.tokens import TokenClaims, TokenError, decode_token, issue_token
+from edge_bridge.models import School, Staff
+from edge_bridge.tokens import (
+    TokenClaims,
+    TokenError,
+    decode_token,
+    issue_operator_token,
+    issue_token,
+)
 from edge_bridge.tuning import REFRESH_REUSE_GRACE_SECONDS
 from edge_ops.cli import main
 
@@ -36,6 +42,7 @@ def test_an_access_token_carries_the_contract_claims() -> None:
         "iat": 1_000_000,
         "exp": 1_000_900,
         "typ": "access",
+        "school": "1",
         "admin": True,
     }
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
@@ -54,7 +61,13 @@ def _forge(claims: dict[str, object], *, key: str = SECRET, algorithm: str = "HS
 
 def _claims(**changes: object) -> dict[str, object]:
     now = int(time.time())
-    claims: dict[str, object] = {"sub": "1", "iat": now, "exp": now + 60, "typ": "access"}
+    claims: dict[str, object] = {
+        "sub": "1",
+        "iat": now,
+        "exp": now + 60,
+        "typ": "access",
+        "school": "1",
+    }
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -81,6 +94,109 @@ def test_a_bad_token_is_refused_without_echoing_it(make: Callable[[], str]) -> N
     assert token not in str(caught.value)
 
 
+def test_a_forged_token_passes_as_long_as_it_is_well_formed() -> None:
+    # The claims the refusals below start from are good ones: each refusal is its change.
+    claims = decode_token(_forge(_claims(sub="7", school="3")), secret=SECRET)
+
+    assert (claims.staff_id, claims.school_id, claims.superadmin) == (7, 3, False)
+
+
+def test_the_school_claim_comes_back_as_the_tokens_school() -> None:
+    token = issue_token(7, school_id=2, secret=SECRET, ttl_seconds=60, admin=True)
+
+    claims = decode_token(token, secret=SECRET)
+
+    assert jwt.decode(token, SECRET, algorithms=["HS256"])["school"] == "2"
+    assert (claims.staff_id, claims.school_id, claims.admin, claims.superadmin) == (
+        7,
+        2,
+        True,
+        False,
+    )
+
+
+BAD_SCHOOLS = {
+    "no school": None,
+    "a number, not a string": 1,
+    "zero": "0",
+    "negative": "-1",
+    "not digits": "nord",
+    "non-ASCII digit": "\u00b2",
+    "oversized": "9" * 40,
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("school", BAD_SCHOOLS.values(), ids=BAD_SCHOOLS.keys())
+def test_a_staff_token_without_a_valid_school_is_refused_as_missing_school(
+    school: object,
+) -> None:
+    access = _forge(_claims(school=school))
+    refresh = _forge(_claims(school=school, typ="refresh", jti="j-1", fam="f-1"))
+
+    with pytest.raises(TokenError) as as_access:
+        decode_token(access, secret=SECRET)
+    with pytest.raises(TokenError) as as_refresh:
+        decode_token(refresh, secret=SECRET, expected_type="refresh")
+
+    assert as_access.value.reason == as_refresh.value.reason == "missing_school"
+
+
+def test_an_operator_token_is_of_no_school_and_says_superadmin() -> None:
+    token = issue_operator_token(secret=SECRET, ttl_seconds=300, now=1_000_000)
+    current = issue_operator_token(secret=SECRET, ttl_seconds=300)
+
+    raw = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
+    claims = decode_token(current, secret=SECRET)
+
+    assert raw == {
+        "sub": "operator",
+        "iat": 1_000_000,
+        "exp": 1_000_300,
+        "typ": "access",
+        "role": "superadmin",
+    }
+    assert (claims.superadmin, claims.school_id, claims.admin, claims.staff_id) == (
+        True,
+        None,
+        False,
+        0,
+    )
+
+
+BAD_OPERATOR_TOKENS: dict[str, Callable[[], dict[str, object]]] = {
+    "staff subject": lambda: _claims(role="superadmin", school=None),
+    "with a school": lambda: _claims(role="superadmin", sub="operator"),
+    "operator subject without the role": lambda: _claims(sub="operator", school=None),
+}
+
+
+@pytest.mark.parametrize("make", BAD_OPERATOR_TOKENS.values(), ids=BAD_OPERATOR_TOKENS.keys())
+def test_an_operator_claim_needs_the_operator_subject_and_no_school(
+    make: Callable[[], dict[str, object]],
+) -> None:
+    with pytest.raises(TokenError) as caught:
+        decode_token(_forge(make()), secret=SECRET)
+
+    assert caught.value.reason == "bad_subject"
+
+
+def test_an_operator_token_is_never_a_refresh_token() -> None:
+    now = int(time.time())
+    forged = _forge(
+        {"sub": "operator", "iat": now, "exp": now + 60, "typ": "refresh", "role": "superadmin"}
+    )
+    operator = issue_operator_token(secret=SECRET, ttl_seconds=60)
+
+    with pytest.raises(TokenError) as as_refresh:
+        decode_token(forged, secret=SECRET, expected_type="refresh")
+    with pytest.raises(TokenError) as wrong_type:
+        decode_token(operator, secret=SECRET, expected_type="refresh")
+
+    assert as_refresh.value.reason == "bad_subject"
+    assert wrong_type.value.reason == "wrong_type"
+
+
 def test_the_token_command_prints_a_token_for_known_staff(
     school_engine: Engine,
     settings_factory: Callable[..., Settings],
@@ -97,6 +213,7 @@ def test_the_token_command_prints_a_token_for_known_staff(
     assert code == 0
     claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"])
     assert claims["sub"] == "2" and claims["typ"] == "access" and claims["admin"] is True
+    assert claims["school"] == "1"  # the fixture school's staff member
     assert claims["exp"] - claims["iat"] == 120
 
 
@@ -141,7 +258,7 @@ def test_rotation_issues_the_next_token_of_the_family_and_reuse_revokes_it(
     engine: Engine,
 ) -> None:
     with transaction(engine) as session:
-        session.add(Staff(id=1, name="Frau Schmidt", email="schmidt@example.org"))
+        session.add(Staff(id=1, school_id=1, name="Frau Schmidt", email="schmidt@example.org"))
     first = refresh_tokens.issue(
         engine, 1, school_id=1, secret=SECRET, ttl_seconds=3600, now=1_000_000
     )
@@ -163,7 +280,7 @@ def test_a_used_token_presented_again_within_the_grace_window_revokes_nothing(
     engine: Engine,
 ) -> None:
     with transaction(engine) as session:
-        session.add(Staff(id=1, name="Frau Schmidt", email="schmidt@example.org"))
+        session.add(Staff(id=1, school_id=1, name="Frau Schmidt", email="schmidt@example.org"))
     first = refresh_tokens.issue(
         engine, 1, school_id=1, secret=SECRET, ttl_seconds=3600, now=1_000_000
     )
@@ -193,7 +310,7 @@ def test_a_used_token_presented_again_within_the_grace_window_revokes_nothing(
 
 def test_logout_revokes_the_family_and_pruning_deletes_only_expired_rows(engine: Engine) -> None:
     with transaction(engine) as session:
-        session.add(Staff(id=1, name="Frau Schmidt", email="schmidt@example.org"))
+        session.add(Staff(id=1, school_id=1, name="Frau Schmidt", email="schmidt@example.org"))
     old = refresh_tokens.issue(engine, 1, school_id=1, secret=SECRET, ttl_seconds=60, now=1_000_000)
     kept = refresh_tokens.issue(
         engine, 1, school_id=1, secret=SECRET, ttl_seconds=3600, now=1_000_000
@@ -214,3 +331,21 @@ def test_pruning_is_due_at_most_once_per_interval() -> None:
     schedule = refresh_tokens.PruneSchedule(600.0, clock=clock)
 
     assert [schedule.due() for _ in range(4)] == [True, False, True, False]
+
+
+def test_a_login_of_school_2_stays_of_school_2_through_rotation(engine: Engine) -> None:
+    with transaction(engine) as session:
+        session.add(School(id=2, name="Schule Nord"))
+        session.flush()
+        session.add(Staff(id=201, school_id=2, name="Herr Berg", email="berg@nord.example.org"))
+    first = refresh_tokens.issue(
+        engine, 201, school_id=2, secret=SECRET, ttl_seconds=3600, now=1_000_000
+    )
+
+    second = refresh_tokens.rotate(
+        engine, _refresh_claims(first.token), secret=SECRET, now=1_000_100
+    )
+
+    assert _refresh_claims(first.token).school_id == 2
+    assert _refresh_claims(second.token).school_id == 2
+    assert jwt.decode(second.token, options={"verify_signature": False})["school"] == "2"
