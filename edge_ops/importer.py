@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -481,6 +482,24 @@ def _write_active_group(
             session.add(Supervision(staff_id=staff_id, active_group_id=record.id, started_at=now))
 
 
+# Tables whose ids the bridge also assigns itself (a started activity), after imported ones.
+_SEQUENCED = ("active_group",)
+
+
+def _advance_id_sequences(session: Session) -> None:
+    """PostgreSQL: move each id sequence past the ids the file set explicitly, so the next
+    activity started at runtime does not get an imported id (SQLite takes max + 1 anyway)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for table in _SEQUENCED:
+        session.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT GREATEST(COALESCE(MAX(id), 0), 1) FROM {table}))"
+            )
+        )
+
+
 def import_data(engine: Engine, raw: bytes | str) -> ImportSummary:
     """Validate the whole file, then write it in one transaction; raise ImportFileError."""
     data = parse_import(raw)
@@ -489,6 +508,7 @@ def import_data(engine: Engine, raw: bytes | str) -> ImportSummary:
         if problems:
             raise ImportFileError(problems)
         _write(session, data, utcnow())
+        _advance_id_sequences(session)
         announce_directory_changed(session)  # PostgreSQL: every instance reloads at commit
     summary = ImportSummary(**{name: len(getattr(data, name)) for name in _SECTIONS})
     counts = " ".join(f"{k}={v}" for k, v in summary.model_dump().items())

@@ -349,3 +349,25 @@ def test_a_tag_of_another_school_is_free_in_this_one(school_engine: Engine) -> N
         ours = session.get(RfidTag, (2, "04A1B20007"))
     assert theirs is not None and ours is not None
     assert (theirs.student_id, ours.student_id) == (408, 461)
+
+
+def test_an_activity_started_after_an_import_gets_an_id_past_the_imported_ones(
+    school_engine: Engine,
+) -> None:
+    """PostgreSQL's sequence does not see explicit ids: without the importer moving it on,
+    the first activities started at runtime got ids 1, 2, … and later collided with
+    imported ones (123)."""
+    from edge_bridge.models import utcnow
+    from edge_bridge.store import Store
+    from edge_bridge.visits import start_activity
+
+    with Session(school_engine) as session:
+        imported = max(group.id for group in session.exec(select(ActiveGroup)).all() if group.id)
+    store = Store(school_engine)
+    started = store.commit_blocking(
+        lambda tx: (
+            start_activity(tx, school_id=1, name="Malen", room_id=3, staff_id=3, at=utcnow()).id
+        )
+    ).result
+
+    assert started is not None and started > imported
