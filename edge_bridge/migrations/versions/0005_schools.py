@@ -76,7 +76,7 @@ def _rebuild_rfid_tag(*, schools: bool) -> None:
     if schools:
         constraints += [
             sa.PrimaryKeyConstraint("school_id", "tag"),
-            sa.ForeignKeyConstraint(["school_id"], ["school.id"]),
+            sa.ForeignKeyConstraint(["school_id"], ["school.id"], name="rfid_tag_school_id_fkey"),
             *(
                 sa.ForeignKeyConstraint(
                     ["school_id", column],
@@ -90,8 +90,12 @@ def _rebuild_rfid_tag(*, schools: bool) -> None:
     else:
         constraints += [
             sa.PrimaryKeyConstraint("tag"),
-            sa.ForeignKeyConstraint(["staff_id"], ["staff.id"], ondelete="CASCADE"),
-            sa.ForeignKeyConstraint(["student_id"], ["student.id"], ondelete="CASCADE"),
+            sa.ForeignKeyConstraint(
+                ["staff_id"], ["staff.id"], name="rfid_tag_staff_id_fkey", ondelete="CASCADE"
+            ),
+            sa.ForeignKeyConstraint(
+                ["student_id"], ["student.id"], name="rfid_tag_student_id_fkey", ondelete="CASCADE"
+            ),
         ]
     op.create_table(
         "rfid_tag_copy",
@@ -105,6 +109,16 @@ def _rebuild_rfid_tag(*, schools: bool) -> None:
     op.execute(sa.text(f"INSERT INTO rfid_tag_copy ({listed}) SELECT {listed} FROM rfid_tag"))
     op.drop_table("rfid_tag")
     op.rename_table("rfid_tag_copy", "rfid_tag")
+    if op.get_bind().dialect.name == "postgresql":
+        # Index-backed constraints were named after the copy (names are per schema there);
+        # give them the table's own names back, which errors name (`constraint=rfid_tag_pkey`).
+        for suffix in ("pkey", "staff_id_key", "student_id_key"):
+            op.execute(
+                sa.text(
+                    f"ALTER TABLE rfid_tag RENAME CONSTRAINT rfid_tag_copy_{suffix} "
+                    f"TO rfid_tag_{suffix}"
+                )
+            )
 
 
 def upgrade() -> None:
